@@ -1,0 +1,128 @@
+//! Access to the Kubernetes API: client construction and typed, read-scoped APIs.
+//!
+//! Only the resource types that implement [`Readable`] can be reached through
+//! [`Cluster::api`]; Secrets and ConfigMaps do not implement it, so no tool can
+//! read them.
+
+use k8s_openapi::api::{apps, autoscaling, core, policy};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+
+use crate::error::ToolError;
+
+/// Resource types a tool may read.
+pub trait Readable:
+    kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl Readable for core::v1::Pod {}
+impl Readable for core::v1::Event {}
+impl Readable for core::v1::Node {}
+impl Readable for core::v1::Namespace {}
+impl Readable for core::v1::PersistentVolumeClaim {}
+impl Readable for apps::v1::Deployment {}
+impl Readable for apps::v1::ReplicaSet {}
+impl Readable for apps::v1::StatefulSet {}
+impl Readable for apps::v1::DaemonSet {}
+impl Readable for autoscaling::v2::HorizontalPodAutoscaler {}
+impl Readable for policy::v1::PodDisruptionBudget {}
+
+/// Why a connection to a cluster could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The kubeconfig could not be read or used.
+    #[error("cannot use the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// Neither a kubeconfig nor an in-cluster configuration was found.
+    #[error("no cluster configuration found (set KUBECONFIG, pass --kubeconfig, run in a pod, or use --sandbox): {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The client could not be built.
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// A connection to one cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    sandbox: bool,
+}
+
+impl Cluster {
+    /// Wrap a client; `sandbox` marks the embedded simulated cluster.
+    pub fn new(client: Client, sandbox: bool) -> Self {
+        Self { client, sandbox }
+    }
+
+    /// Connect with the standard kubeconfig (or in-cluster config), optionally a given
+    /// kubeconfig file and context.
+    pub async fn from_kubeconfig(
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+    ) -> Result<Self, ConnectError> {
+        let options = kube::config::KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        let config = match kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)?;
+                kube::Config::from_custom_kubeconfig(kc, &options).await?
+            }
+            None if context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+            None => kube::Config::infer().await?,
+        };
+        Ok(Self::new(Client::try_from(config)?, false))
+    }
+
+    /// Whether this is the embedded sandbox cluster.
+    pub fn is_sandbox(&self) -> bool {
+        self.sandbox
+    }
+
+    /// A typed API for a readable resource type; `None` namespace means all namespaces
+    /// (or a cluster-scoped type).
+    pub fn api<K: Readable>(&self, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// A typed API for a cluster-scoped readable resource type (nodes, namespaces).
+    pub fn cluster_api<K: Readable>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+    {
+        Api::all(self.client.clone())
+    }
+
+    /// Fail with a helpful error when a namespace does not exist.
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), ToolError> {
+        let api: Api<core::v1::Namespace> = self.cluster_api();
+        match api.get_opt(namespace).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                let known = api
+                    .list(&Default::default())
+                    .await
+                    .map(|l| {
+                        l.items
+                            .into_iter()
+                            .filter_map(|n| n.metadata.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                Err(ToolError::NotFound(format!(
+                    "namespace {namespace:?} does not exist; existing namespaces: {known}"
+                )))
+            }
+            Err(e) => Err(ToolError::from_kube(format!("reading namespace {namespace}"), e)),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Errors that reach a tool's caller. Every message says what was wrong and,
+//! where it applies, what is allowed.
+
+use thiserror::Error;
+
+/// An error a tool returns to its caller as a tool error (`isError: true`).
+#[derive(Debug, Error)]
+pub enum ToolError {
+    /// The arguments are malformed or out of range.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    /// The object the call names does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The call is refused by the server's configuration (scoping, modes).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The Kubernetes API answered with an error.
+    #[error("Kubernetes API error while {context}: {message}")]
+    Kube {
+        /// What the tool was doing.
+        context: String,
+        /// The API's message.
+        message: String,
+    },
+    /// The call did not finish within the configured time.
+    #[error("timed out after {0} s; the cluster API did not answer in time")]
+    Timeout(u64),
+    /// A defect in the server.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ToolError {
+    /// Build an [`ToolError::InvalidArgs`] error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidArgs(msg.into())
+    }
+
+    /// A stable machine-readable code for the error kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgs(_) => "invalid_arguments",
+            Self::NotFound(_) => "not_found",
+            Self::Refused(_) => "refused",
+            Self::Kube { .. } => "kubernetes_error",
+            Self::Timeout(_) => "timeout",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Map a kube error, saying what was being done; a 404 becomes [`ToolError::NotFound`].
+    pub fn from_kube(context: impl Into<String>, err: kube::Error) -> Self {
+        let context = context.into();
+        match err {
+            kube::Error::Api(status) if status.code == 404 => {
+                Self::NotFound(format!("{context}: {}", status.message))
+            }
+            kube::Error::Api(status) => Self::Kube {
+                context,
+                message: format!("{} ({} {})", status.message, status.code, status.reason),
+            },
+            other => Self::Kube {
+                context,
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! eks-ops-mcp: policy-gated, predictive operations tools for Amazon EKS over the
+//! Model Context Protocol.
+//!
+//! The binary's CLI lives in `main.rs`; everything else is here so that the
+//! integration tests can drive the same code.
+
+pub mod sandbox;
+pub mod cluster;
+pub mod error;
+pub mod redact;
+pub mod tools;

@@ -1,0 +1,125 @@
+//! The tools, one per file, and the registry that lists and dispatches them.
+//!
+//! Every tool has typed arguments (unknown fields rejected), a typed output whose
+//! JSON schema is the tool's `outputSchema`, and a one-line text summary. The
+//! registry wraps every output in an envelope that says whether it came from the
+//! sandbox.
+
+pub mod common;
+pub mod get_events;
+pub mod get_node_status;
+pub mod get_pod_logs;
+pub mod get_pod_status;
+pub mod get_rollout_history;
+pub mod list_workloads;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rmcp::handler::server::common::{schema_for_output, schema_for_type};
+use rmcp::model::{Tool as ToolDef, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+use crate::cluster::Cluster;
+use crate::error::ToolError;
+
+/// What a tool can use while it runs.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// The cluster the tool talks to.
+    pub cluster: Cluster,
+}
+
+/// A tool of this server.
+pub trait Tool: Send + Sync + 'static {
+    /// The tool's name as clients call it.
+    const NAME: &'static str;
+    /// Short title for people.
+    const TITLE: &'static str;
+    /// What the tool does, for the agent.
+    const DESCRIPTION: &'static str;
+    /// Whether the tool only reads.
+    const READ_ONLY: bool;
+    /// Typed arguments.
+    type Args: DeserializeOwned + JsonSchema + Send + 'static;
+    /// Typed result.
+    type Output: Serialize + JsonSchema + Send + 'static;
+
+    /// Run the tool.
+    fn run(
+        ctx: ToolContext,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Self::Output, ToolError>> + Send;
+
+    /// A short text summary of a result, for clients that show text only.
+    fn summary(output: &Self::Output) -> String;
+}
+
+/// The result envelope every tool returns as `structuredContent`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Envelope<T> {
+    /// True when the answer came from the embedded sandbox cluster, not a real one.
+    pub sandbox: bool,
+    /// The tool's own result.
+    #[serde(flatten)]
+    pub result: T,
+}
+
+type Handler = Arc<
+    dyn Fn(ToolContext, Map<String, Value>) -> Pin<Box<dyn Future<Output = Result<(Value, String), ToolError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// One registered tool: its definition and its handler.
+#[derive(Clone)]
+pub struct Registered {
+    /// The definition `tools/list` returns.
+    pub def: ToolDef,
+    /// Runs the tool on raw JSON arguments.
+    pub handler: Handler,
+}
+
+fn register<T: Tool>() -> Registered {
+    let annotations = ToolAnnotations::with_title(T::TITLE)
+        .read_only(T::READ_ONLY)
+        .open_world(false);
+    let def = ToolDef::new(T::NAME, T::DESCRIPTION, schema_for_type::<T::Args>())
+        .with_title(T::TITLE)
+        .with_raw_output_schema(schema_for_output::<Envelope<T::Output>>())
+        .with_annotations(annotations);
+    let handler: Handler = Arc::new(|ctx: ToolContext, args: Map<String, Value>| {
+        Box::pin(async move {
+            let args: T::Args = serde_json::from_value(Value::Object(args)).map_err(|e| {
+                ToolError::invalid(format!(
+                    "{e}; see the tool's inputSchema for the allowed arguments"
+                ))
+            })?;
+            let sandbox = ctx.cluster.is_sandbox();
+            let output = T::run(ctx, args).await?;
+            let summary = T::summary(&output);
+            let value = serde_json::to_value(Envelope {
+                sandbox,
+                result: output,
+            })
+            .map_err(|e| ToolError::Internal(format!("result not serialisable: {e}")))?;
+            Ok((value, summary))
+        })
+    });
+    Registered { def, handler }
+}
+
+/// All tools of this server, in the order `tools/list` returns them.
+pub fn all() -> Vec<Registered> {
+    vec![
+        register::<get_events::GetEvents>(),
+        register::<get_pod_logs::GetPodLogs>(),
+        register::<get_pod_status::GetPodStatus>(),
+        register::<list_workloads::ListWorkloads>(),
+        register::<get_node_status::GetNodeStatus>(),
+        register::<get_rollout_history::GetRolloutHistory>(),
+    ]
+}
