@@ -4,8 +4,10 @@
 //! The binary's CLI lives in `main.rs`; everything else is here so that the
 //! integration tests can drive the same code.
 
-pub mod sandbox;
 pub mod cluster;
 pub mod error;
 pub mod redact;
+pub mod sandbox;
+pub mod server;
 pub mod tools;
+pub mod transport;

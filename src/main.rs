@@ -1,1 +1,282 @@
-fn main() {}
+//! Command line of eks-ops-mcp: `serve`, `sandbox`, `tools`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use eks_ops_mcp::cluster::Cluster;
+use eks_ops_mcp::sandbox::{Sandbox, Scenario};
+use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
+use eks_ops_mcp::tools::{self, ToolContext};
+use eks_ops_mcp::transport::{self, http::HttpSettings};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "eks-ops-mcp",
+    version,
+    about = "Policy-gated, predictive operations tools for Amazon EKS over MCP"
+)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. info, debug, eks_ops_mcp=debug. Logs go to stderr.
+    #[arg(long, global = true, env = "EKS_OPS_MCP_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the MCP server (stdio by default, or HTTP with --http).
+    Serve(ServeArgs),
+    /// Run only the sandbox cluster's Kubernetes API and print a kubeconfig for it (for kubectl).
+    Sandbox(SandboxArgs),
+    /// Print the tool definitions as JSON, or write one file per tool with --write DIR.
+    Tools {
+        /// Folder to write `<tool>.json` files into.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Use the embedded sandbox cluster instead of a real one.
+    #[arg(long)]
+    sandbox: bool,
+    /// Scenario file for the sandbox (default: the built-in incident scenario).
+    #[arg(long, requires = "sandbox")]
+    scenario: Option<PathBuf>,
+    /// Print the sandbox kubeconfig to stderr at startup (point kubectl at it).
+    #[arg(long, requires = "sandbox")]
+    print_kubeconfig: bool,
+    /// Write the sandbox kubeconfig to this file at startup.
+    #[arg(long, requires = "sandbox")]
+    kubeconfig_out: Option<PathBuf>,
+    /// Serve Streamable HTTP (/mcp), legacy SSE (/sse, /message) and /healthz on this address instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// File holding the bearer token HTTP clients must send (required for a non-loopback --http).
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// Bearer token for HTTP clients (prefer --auth-token-file; the variable keeps it out of `ps`).
+    #[arg(
+        long = "auth-token-env-only",
+        hide = true,
+        env = "EKS_OPS_MCP_AUTH_TOKEN"
+    )]
+    auth_token_env: Option<String>,
+    /// Extra Host header value to accept over HTTP (repeatable); loopback names are always accepted.
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+    /// Extra Origin to accept over HTTP (repeatable), e.g. https://console.example.com.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// Longest a tool call may take, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    call_timeout: u64,
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Scenario file (default: the built-in incident scenario).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Address for the Kubernetes API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Write the kubeconfig to this file instead of stdout.
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+}
+
+fn load_scenario(path: Option<&PathBuf>) -> Result<Scenario, String> {
+    match path {
+        Some(p) => Scenario::load(p).map_err(|e| e.to_string()),
+        None => Scenario::builtin().map_err(|e| format!("built-in scenario: {e}")),
+    }
+}
+
+fn write_kubeconfig(path: &PathBuf, text: &str) -> Result<(), String> {
+    std::fs::write(path, text)
+        .map_err(|e| format!("cannot write kubeconfig to {}: {e}", path.display()))
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    token.cancel();
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut _sandbox = None;
+    let cluster = if args.sandbox {
+        let scenario = load_scenario(args.scenario.as_ref())?;
+        let sb = Sandbox::start(&scenario, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| e.to_string())?;
+        if args.print_kubeconfig {
+            eprintln!("{}", sb.kubeconfig());
+        }
+        if let Some(p) = &args.kubeconfig_out {
+            write_kubeconfig(p, &sb.kubeconfig())?;
+        }
+        let client = sb
+            .client()
+            .map_err(|e| format!("cannot build a client for the sandbox: {e}"))?;
+        _sandbox = Some(sb);
+        Cluster::new(client, true)
+    } else {
+        Cluster::from_kubeconfig(args.kubeconfig.as_deref(), args.context.as_deref())
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let server = EksOpsServer::new(
+        ToolContext { cluster },
+        ServerSettings {
+            call_timeout: Duration::from_secs(args.call_timeout),
+        },
+    );
+    let Some(addr) = args.http else {
+        return transport::serve_stdio(server)
+            .await
+            .map_err(|e| e.to_string());
+    };
+    let auth_token = match (&args.auth_token_file, &args.auth_token_env) {
+        (Some(f), _) => {
+            let t = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read --auth-token-file {}: {e}", f.display()))?;
+            let t = t.trim().to_string();
+            if t.len() < 16 {
+                return Err(format!(
+                    "the token in {} is shorter than 16 characters; use a long random token",
+                    f.display()
+                ));
+            }
+            Some(t)
+        }
+        (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        _ => None,
+    };
+    let settings = HttpSettings {
+        bind: Some(addr),
+        auth_token,
+        allowed_hosts: args.allowed_hosts,
+        allowed_origins: args.allowed_origins,
+    };
+    let listener = transport::http::bind(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%local, "serving MCP over HTTP: /mcp (Streamable HTTP), /sse + /message (legacy SSE), /healthz");
+    // A machine-readable line on stderr so scripts and tests can find the port.
+    eprintln!("eks-ops-mcp listening on http://{local}");
+    let token = CancellationToken::new();
+    tokio::spawn(shutdown_signal(token.clone()));
+    transport::http::serve(listener, server, settings, token)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn sandbox(args: SandboxArgs) -> Result<(), String> {
+    let scenario = load_scenario(args.scenario.as_ref())?;
+    let sb = Sandbox::start(&scenario, args.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    match &args.kubeconfig_out {
+        Some(p) => write_kubeconfig(p, &sb.kubeconfig())?,
+        None => println!("{}", sb.kubeconfig()),
+    }
+    eprintln!(
+        "sandbox cluster {:?} serving the Kubernetes API on {}",
+        sb.scenario_name(),
+        sb.url()
+    );
+    let token = CancellationToken::new();
+    shutdown_signal(token.clone()).await;
+    sb.stop();
+    Ok(())
+}
+
+fn print_tools(write: Option<PathBuf>) -> Result<(), String> {
+    let defs: Vec<_> = tools::all().into_iter().map(|t| t.def).collect();
+    match write {
+        None => {
+            let text = serde_json::to_string_pretty(&defs).map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            for d in defs {
+                let path = dir.join(format!("{}.json", d.name));
+                let text = serde_json::to_string_pretty(&d).map_err(|e| e.to_string())? + "\n";
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    // One TLS crypto provider for every client (kube today, AWS SDKs later).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Sandbox(args) => sandbox(args).await,
+            Command::Tools { write } => print_tools(write),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -16,13 +16,22 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     };
     vec![
         // AWS access key ids (long-term AKIA, temporary ASIA, and the other documented prefixes)
-        rule(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b", "[REDACTED:aws-access-key-id]"),
+        rule(
+            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",
+            "[REDACTED:aws-access-key-id]",
+        ),
         // aws_secret_access_key=... / AWS_SECRET_ACCESS_KEY: ...
-        rule(r"(?i)(aws_secret_access_key\s*[=:]\s*)[A-Za-z0-9/+=]{40}", "${1}[REDACTED]"),
+        rule(
+            r"(?i)(aws_secret_access_key\s*[=:]\s*)[A-Za-z0-9/+=]{40}",
+            "${1}[REDACTED]",
+        ),
         // Authorization: Bearer <token>, and bare "Bearer <token>"
         rule(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*", "${1}[REDACTED]"),
         // user:password@ in URLs
-        rule(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@", "${1}[REDACTED]@"),
+        rule(
+            r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@",
+            "${1}[REDACTED]@",
+        ),
         // password=..., secret: ..., token=... (key-value style)
         rule(
             r#"(?i)\b((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|client[_-]?secret)\s*["']?\s*[=:]\s*["']?)[^\s"',;&]+"#,
@@ -50,9 +59,18 @@ mod tests {
     #[test]
     fn masks_common_credentials() {
         let cases = [
-            ("key AKIAIOSFODNN7EXAMPLE here", "key [REDACTED:aws-access-key-id] here"),
-            ("Authorization: Bearer eyJhbGciOi.eyJzdWIi.sig", "Authorization: Bearer [REDACTED]"),
-            ("redis://cart:Sup3rS3cret@redis:6379/0", "redis://cart:[REDACTED]@redis:6379/0"),
+            (
+                "key AKIAIOSFODNN7EXAMPLE here",
+                "key [REDACTED:aws-access-key-id] here",
+            ),
+            (
+                "Authorization: Bearer eyJhbGciOi.eyJzdWIi.sig",
+                "Authorization: Bearer [REDACTED]",
+            ),
+            (
+                "redis://cart:Sup3rS3cret@redis:6379/0",
+                "redis://cart:[REDACTED]@redis:6379/0",
+            ),
             ("password=hunter2 user=bob", "password=[REDACTED] user=bob"),
             (
                 "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",

@@ -12,7 +12,13 @@ use crate::error::ToolError;
 
 /// Resource types a tool may read.
 pub trait Readable:
-    kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -35,7 +41,9 @@ pub enum ConnectError {
     #[error("cannot use the kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
     /// Neither a kubeconfig nor an in-cluster configuration was found.
-    #[error("no cluster configuration found (set KUBECONFIG, pass --kubeconfig, run in a pod, or use --sandbox): {0}")]
+    #[error(
+        "no cluster configuration found (set KUBECONFIG, pass --kubeconfig, run in a pod, or use --sandbox): {0}"
+    )]
     Infer(#[from] kube::config::InferConfigError),
     /// The client could not be built.
     #[error("cannot build the Kubernetes client: {0}")]
@@ -122,7 +130,10 @@ impl Cluster {
                     "namespace {namespace:?} does not exist; existing namespaces: {known}"
                 )))
             }
-            Err(e) => Err(ToolError::from_kube(format!("reading namespace {namespace}"), e)),
+            Err(e) => Err(ToolError::from_kube(
+                format!("reading namespace {namespace}"),
+                e,
+            )),
         }
     }
 }

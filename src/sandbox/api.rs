@@ -62,7 +62,10 @@ fn resource_list(group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     let mut list = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         list.push(json!({
             "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
             "kind": r.kind, "verbs": ["get", "list"], "shortNames": r.short_names,
@@ -112,7 +115,11 @@ pub async fn handle(
         ["apis", g] => match resources::groups().iter().find(|(x, _)| x == g) {
             Some((g, v)) => json_ok(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g,
                 "versions": group_doc(g, v)["versions"], "preferredVersion": group_doc(g, v)["preferredVersion"]})),
-            None => status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource"),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
         },
         ["apis", g, v] if resources::groups().iter().any(|(x, y)| x == g && y == v) => {
             json_ok(resource_list(g, v))
@@ -138,13 +145,22 @@ async fn resource(
 ) -> Response {
     // /namespaces/{ns}/{plural}[/{name}[/{sub}]] or /{plural}[/{name}[/{sub}]]
     let (ns, plural, name, sub) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => {
-            (Some(*ns), *plural, tail.first().copied(), tail.get(1).copied())
-        }
+        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => (
+            Some(*ns),
+            *plural,
+            tail.first().copied(),
+            tail.get(1).copied(),
+        ),
         [plural, tail @ ..] if tail.len() <= 2 => {
             (None, *plural, tail.first().copied(), tail.get(1).copied())
         }
-        _ => return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource"),
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
     };
     let Some(rt) = resources::find(group, version, plural) else {
         return status(
@@ -154,13 +170,21 @@ async fn resource(
         );
     };
     if rt.namespaced != ns.is_some() && name.is_some() {
-        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource");
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     let ns_str = ns.unwrap_or("");
     match (method.clone(), name, sub) {
         (Method::GET, None, None) => {
             if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the sandbox does not support watch");
+                return status(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "the sandbox does not support watch",
+                );
             }
             list(state, rt, ns, query).await
         }
@@ -221,7 +245,11 @@ async fn list(
         Some(c) => match c.parse() {
             Ok(o) => o,
             Err(_) => {
-                return status(StatusCode::GONE, "Expired", "the provided continue parameter is not valid");
+                return status(
+                    StatusCode::GONE,
+                    "Expired",
+                    "the provided continue parameter is not valid",
+                );
             }
         },
     };
@@ -294,19 +322,31 @@ async fn update_scale(
         return status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
         );
     }
     let mut store = state.store.write().await;
     let Some(current) = store.get(rt, ns, name).cloned() else {
         return not_found(rt, name);
     };
-    if let Some(want_rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-        if Some(want_rv) != current.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    if let Some(want_rv) = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        if Some(want_rv)
+            != current
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+        {
             return status(
                 StatusCode::CONFLICT,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", rt.plural, rt.group),
+                format!(
+                    "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    rt.plural, rt.group
+                ),
             );
         }
     }
@@ -315,18 +355,16 @@ async fn update_scale(
     if query.get("dryRun").is_some_and(|d| d == "All") {
         return json_ok(scale_of(&updated));
     }
-    let gen_ = updated.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let gen_ = updated
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     updated["metadata"]["generation"] = json!(gen_ + 1);
     let stored = store.put(rt, ns, name, updated);
     json_ok(scale_of(&stored))
 }
 
-async fn logs(
-    state: &ApiState,
-    ns: &str,
-    name: &str,
-    query: &HashMap<String, String>,
-) -> Response {
+async fn logs(state: &ApiState, ns: &str, name: &str, query: &HashMap<String, String>) -> Response {
     let store = state.store.read().await;
     let pods = resources::find("", "v1", "pods").expect("pods are served");
     let Some(pod) = store.get(pods, ns, name) else {
@@ -355,7 +393,12 @@ async fn logs(
         }
     };
     let previous = query.get("previous").is_some_and(|p| p == "true");
-    let key = (ns.to_string(), name.to_string(), container.clone(), previous);
+    let key = (
+        ns.to_string(),
+        name.to_string(),
+        container.clone(),
+        previous,
+    );
     let Some(lines) = store.logs(&key) else {
         if previous {
             return bad_request(format!(

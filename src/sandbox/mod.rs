@@ -55,9 +55,7 @@ impl Sandbox {
             store: store.clone(),
             address: addr.to_string(),
         };
-        let app = axum::Router::new()
-            .fallback(api::handle)
-            .with_state(state);
+        let app = axum::Router::new().fallback(api::handle).with_state(state);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -111,7 +109,10 @@ impl Sandbox {
     /// A `kube::Client` for the sandbox.
     pub fn client(&self) -> Result<kube::Client, kube::Error> {
         // formatted from a SocketAddr, so always a valid URI
-        let url: http::Uri = self.url().parse().expect("socket address forms a valid URI");
+        let url: http::Uri = self
+            .url()
+            .parse()
+            .expect("socket address forms a valid URI");
         let config = kube::Config::new(url);
         kube::Client::try_from(config)
     }

@@ -118,7 +118,8 @@ fn resolve_time(expr: &str, now: Timestamp) -> Result<Option<Timestamp>, Scenari
     };
     let d = humantime::parse_duration(dur.trim())
         .map_err(|e| ScenarioError::Invalid(format!("{expr:?}: {e}")))?;
-    let d = SignedDuration::try_from(d).map_err(|e| ScenarioError::Invalid(format!("{expr:?}: {e}")))?;
+    let d = SignedDuration::try_from(d)
+        .map_err(|e| ScenarioError::Invalid(format!("{expr:?}: {e}")))?;
     Ok(Some(if sign < 0 { now - d } else { now + d }))
 }
 
@@ -127,7 +128,9 @@ fn resolve_times(v: &mut Value, now: Timestamp) -> Result<(), ScenarioError> {
         Value::String(s) => {
             if let Some(t) = resolve_time(s, now)? {
                 // whole seconds, as the API server writes them
-                let t = t.round(jiff::Unit::Second).map_err(|e| ScenarioError::Invalid(e.to_string()))?;
+                let t = t
+                    .round(jiff::Unit::Second)
+                    .map_err(|e| ScenarioError::Invalid(e.to_string()))?;
                 *s = t.to_string();
             }
         }

@@ -63,11 +63,15 @@ impl Store {
             })?;
             let name = str_at(obj, &["metadata", "name"])
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| ScenarioError::Invalid(format!("object #{i} ({kind}) has no metadata.name")))?
+                .ok_or_else(|| {
+                    ScenarioError::Invalid(format!("object #{i} ({kind}) has no metadata.name"))
+                })?
                 .to_string();
             let mut obj = obj.clone();
             let ns = if rt.namespaced {
-                str_at(&obj, &["metadata", "namespace"]).unwrap_or("default").to_string()
+                str_at(&obj, &["metadata", "namespace"])
+                    .unwrap_or("default")
+                    .to_string()
             } else {
                 String::new()
             };
@@ -150,9 +154,8 @@ impl Store {
         m.entry("uid")
             .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
         m.insert("resourceVersion".into(), json!(rv));
-        m.entry("creationTimestamp").or_insert_with(|| {
-            json!((now - jiff::SignedDuration::from_hours(72)).to_string())
-        });
+        m.entry("creationTimestamp")
+            .or_insert_with(|| json!((now - jiff::SignedDuration::from_hours(72)).to_string()));
         m.entry("generation").or_insert(json!(1));
         if rt.kind == "Namespace" {
             o.entry("status").or_insert(json!({"phase": "Active"}));
@@ -168,11 +171,7 @@ impl Store {
             .iter()
             .filter_map(|((_, ns, name), o)| {
                 Some((
-                    (
-                        str_at(o, &["kind"])?.to_string(),
-                        ns.clone(),
-                        name.clone(),
-                    ),
+                    (str_at(o, &["kind"])?.to_string(), ns.clone(), name.clone()),
                     str_at(o, &["metadata", "uid"])?.to_string(),
                 ))
             })
@@ -187,7 +186,9 @@ impl Store {
             for r in refs.iter_mut() {
                 let kind = str_at(r, &["kind"]).unwrap_or_default().to_string();
                 let name = str_at(r, &["name"]).unwrap_or_default().to_string();
-                let Some(ro) = r.as_object_mut() else { continue };
+                let Some(ro) = r.as_object_mut() else {
+                    continue;
+                };
                 let api_version = match kind.as_str() {
                     "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet" => "apps/v1",
                     _ => "v1",
@@ -226,7 +227,9 @@ impl Store {
                         .collect()
                 })
                 .unwrap_or_default();
-            let Some(po) = pod.as_object_mut() else { continue };
+            let Some(po) = pod.as_object_mut() else {
+                continue;
+            };
             let status = po
                 .entry("status")
                 .or_insert_with(|| json!({}))
@@ -279,9 +282,7 @@ impl Store {
                 status.entry("podIP").or_insert(json!("10.0.1.10"));
                 status.entry("hostIP").or_insert(json!("10.0.1.11"));
             }
-            let cond = |t: &str, ok: bool| {
-                json!({"type": t, "status": if ok {"True"} else {"False"}, "lastTransitionTime": created})
-            };
+            let cond = |t: &str, ok: bool| json!({"type": t, "status": if ok {"True"} else {"False"}, "lastTransitionTime": created});
             status.entry("conditions").or_insert_with(|| {
                 json!([
                     cond("PodScheduled", phase != "Pending"),
@@ -307,7 +308,10 @@ impl Store {
     pub fn derive_workload_status(&mut self) {
         let keys: Vec<_> = self.objects.keys().cloned().collect();
         // ReplicaSets, StatefulSets, DaemonSets own pods directly.
-        for key in keys.iter().filter(|k| matches!(k.0, "replicasets" | "statefulsets" | "daemonsets")) {
+        for key in keys
+            .iter()
+            .filter(|k| matches!(k.0, "replicasets" | "statefulsets" | "daemonsets"))
+        {
             let kind = match key.0 {
                 "replicasets" => "ReplicaSet",
                 "statefulsets" => "StatefulSet",
@@ -316,8 +320,13 @@ impl Store {
             let pods = self.pods_owned_by(&key.1, kind, &key.2);
             let total = pods.len() as i64;
             let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
-            let Some(obj) = self.objects.get_mut(key) else { continue };
-            let generation = obj.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+            let Some(obj) = self.objects.get_mut(key) else {
+                continue;
+            };
+            let generation = obj
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
             let status = if kind == "DaemonSet" {
                 json!({"currentNumberScheduled": total, "desiredNumberScheduled": total,
                        "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": total,
@@ -348,30 +357,48 @@ impl Store {
                     updated = pods.len() as i64;
                 }
             }
-            let Some(obj) = self.objects.get_mut(key) else { continue };
-            let desired = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let generation = obj.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
-            let created = str_at(obj, &["metadata", "creationTimestamp"]).unwrap_or_default().to_string();
+            let Some(obj) = self.objects.get_mut(key) else {
+                continue;
+            };
+            let desired = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let generation = obj
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
+            let created = str_at(obj, &["metadata", "creationTimestamp"])
+                .unwrap_or_default()
+                .to_string();
             if best_rev > 0 {
                 if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
                     let ann = m.entry("annotations").or_insert_with(|| json!({}));
                     if let Some(a) = ann.as_object_mut() {
-                        a.insert("deployment.kubernetes.io/revision".into(), json!(best_rev.to_string()));
+                        a.insert(
+                            "deployment.kubernetes.io/revision".into(),
+                            json!(best_rev.to_string()),
+                        );
                     }
                 }
             }
             let available = ready >= desired.saturating_sub(1).max(1).min(desired);
-            let cond = |t: &str, ok: bool, reason: &str| json!({"type": t, "status": if ok {"True"} else {"False"},
-                "reason": reason, "lastTransitionTime": created, "lastUpdateTime": created});
-            merge_status(obj, json!({
-                "replicas": total, "readyReplicas": ready, "availableReplicas": ready,
-                "updatedReplicas": updated, "unavailableReplicas": (desired - ready).max(0),
-                "observedGeneration": generation,
-                "conditions": [
-                    cond("Available", available, if available {"MinimumReplicasAvailable"} else {"MinimumReplicasUnavailable"}),
-                    cond("Progressing", true, "NewReplicaSetAvailable"),
-                ]
-            }));
+            let cond = |t: &str, ok: bool, reason: &str| {
+                json!({"type": t, "status": if ok {"True"} else {"False"},
+                "reason": reason, "lastTransitionTime": created, "lastUpdateTime": created})
+            };
+            merge_status(
+                obj,
+                json!({
+                    "replicas": total, "readyReplicas": ready, "availableReplicas": ready,
+                    "updatedReplicas": updated, "unavailableReplicas": (desired - ready).max(0),
+                    "observedGeneration": generation,
+                    "conditions": [
+                        cond("Available", available, if available {"MinimumReplicasAvailable"} else {"MinimumReplicasUnavailable"}),
+                        cond("Progressing", true, "NewReplicaSetAvailable"),
+                    ]
+                }),
+            );
         }
     }
 
@@ -440,12 +467,17 @@ fn pod_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| str_at(c, &["type"]) == Some("Ready") && str_at(c, &["status"]) == Some("True"))
+            cs.iter().any(|c| {
+                str_at(c, &["type"]) == Some("Ready") && str_at(c, &["status"]) == Some("True")
+            })
         })
 }
 
 /// Whether an object matches a label selector.
 pub fn matches_labels(obj: &Value, sel: &LabelSelector) -> bool {
-    sel.matches(meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object))
+    sel.matches(
+        meta(obj)
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object),
+    )
 }

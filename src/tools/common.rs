@@ -19,9 +19,7 @@ pub fn check_namespace(ns: &str) -> Result<(), ToolError> {
 
 /// Check an object name (DNS-1123 subdomain), naming the argument in the error.
 pub fn check_name(arg: &str, name: &str) -> Result<(), ToolError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(is_dns_label);
+    let ok = !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label);
     if ok {
         Ok(())
     } else {
@@ -34,7 +32,8 @@ pub fn check_name(arg: &str, name: &str) -> Result<(), ToolError> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -105,7 +104,10 @@ mod tests {
     #[test]
     fn durations_and_bounds() {
         let max = Duration::from_secs(86_400);
-        assert_eq!(parse_duration("since", "15m", max).unwrap(), Duration::from_secs(900));
+        assert_eq!(
+            parse_duration("since", "15m", max).unwrap(),
+            Duration::from_secs(900)
+        );
         assert!(parse_duration("since", "0s", max).is_err());
         assert!(parse_duration("since", "2d", max).is_err());
         let e = parse_duration("since", "yesterday", max).unwrap_err();

@@ -200,18 +200,24 @@ impl Tool for GetEvents {
                 .and_then(|s| s.component.clone())
                 .or_else(|| e.reporting_component.clone())
                 .unwrap_or_default();
-            let (g, g_first, g_last) = groups.entry(key.clone()).or_insert_with(|| (EventGroup {
-                namespace: key.0.clone(),
-                kind: key.1.clone(),
-                name: key.2.clone(),
-                reason: reason.clone(),
-                event_type: e.type_.clone().unwrap_or_default(),
-                message: String::new(),
-                count: 0,
-                first_seen: ts(&first),
-                last_seen: ts(&last),
-                source: source.clone(),
-            }, first, last));
+            let (g, g_first, g_last) = groups.entry(key.clone()).or_insert_with(|| {
+                (
+                    EventGroup {
+                        namespace: key.0.clone(),
+                        kind: key.1.clone(),
+                        name: key.2.clone(),
+                        reason: reason.clone(),
+                        event_type: e.type_.clone().unwrap_or_default(),
+                        message: String::new(),
+                        count: 0,
+                        first_seen: ts(&first),
+                        last_seen: ts(&last),
+                        source: source.clone(),
+                    },
+                    first,
+                    last,
+                )
+            });
             g.count += count;
             if first < *g_first {
                 *g_first = first;
@@ -238,7 +244,11 @@ impl Tool for GetEvents {
     }
 
     fn summary(out: &Output) -> String {
-        let warnings = out.events.iter().filter(|e| e.event_type == "Warning").count();
+        let warnings = out
+            .events
+            .iter()
+            .filter(|e| e.event_type == "Warning")
+            .count();
         let mut s = format!(
             "{} event group(s){}, {warnings} warning group(s).",
             out.events.len(),

@@ -122,19 +122,31 @@ pub fn node_info(n: &Node) -> NodeInfo {
             since: c.last_transition_time.map(|t| t.0.to_string()),
         })
         .collect();
-    let ready = conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     let mut problems: Vec<String> = conditions
         .iter()
-        .filter(|c| (c.type_ == "Ready" && c.status != "True") || (c.type_ != "Ready" && c.status == "True"))
+        .filter(|c| {
+            (c.type_ == "Ready" && c.status != "True") || (c.type_ != "Ready" && c.status == "True")
+        })
         .map(|c| c.type_.clone())
         .collect();
-    let cordoned = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    let cordoned = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
     if cordoned {
         problems.push("Cordoned".into());
     }
-    let quantities = |m: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
-        m.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
-    };
+    let quantities =
+        |m: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+            m.unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()
+        };
     NodeInfo {
         name: n.metadata.name.clone().unwrap_or_default(),
         ready,
@@ -149,15 +161,30 @@ pub fn node_info(n: &Node) -> NodeInfo {
             .and_then(|s| s.taints.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(|t| Taint { key: t.key, value: t.value, effect: t.effect })
+            .map(|t| Taint {
+                key: t.key,
+                value: t.value,
+                effect: t.effect,
+            })
             .collect(),
-        instance_type: label(&["node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type"]),
-        capacity_type: label(&["karpenter.sh/capacity-type", "eks.amazonaws.com/capacityType"])
-            .map(|c| c.to_ascii_lowercase().replace('_', "-")),
+        instance_type: label(&[
+            "node.kubernetes.io/instance-type",
+            "beta.kubernetes.io/instance-type",
+        ]),
+        capacity_type: label(&[
+            "karpenter.sh/capacity-type",
+            "eks.amazonaws.com/capacityType",
+        ])
+        .map(|c| c.to_ascii_lowercase().replace('_', "-")),
         node_pool: label(&["karpenter.sh/nodepool", "eks.amazonaws.com/nodegroup"]),
         zone: label(&["topology.kubernetes.io/zone"]),
         kubelet_version: status.node_info.map(|i| i.kubelet_version),
-        age: n.metadata.creation_timestamp.as_ref().map(|t| age(&t.0)).unwrap_or_default(),
+        age: n
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| age(&t.0))
+            .unwrap_or_default(),
     }
 }
 
@@ -173,13 +200,22 @@ impl Tool for GetNodeStatus {
         let api = ctx.cluster.cluster_api::<Node>();
         let nodes = if let Some(name) = &args.name {
             check_name("name", name)?;
-            match api.get_opt(name).await.map_err(|e| ToolError::from_kube(format!("reading node {name}"), e))? {
+            match api
+                .get_opt(name)
+                .await
+                .map_err(|e| ToolError::from_kube(format!("reading node {name}"), e))?
+            {
                 Some(n) => vec![n],
                 None => {
                     let known: Vec<String> = api
                         .list(&ListParams::default())
                         .await
-                        .map(|l| l.items.into_iter().filter_map(|n| n.metadata.name).collect())
+                        .map(|l| {
+                            l.items
+                                .into_iter()
+                                .filter_map(|n| n.metadata.name)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     return Err(ToolError::NotFound(format!(
                         "node {name:?} does not exist; nodes: {}",

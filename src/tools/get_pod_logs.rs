@@ -89,7 +89,12 @@ impl Tool for GetPodLogs {
         check_namespace(&args.namespace)?;
         check_name("pod", &args.pod)?;
         let tail = bounded("tail_lines", args.tail_lines, 200, 10_000)?;
-        let limit_bytes = bounded("limit_bytes", args.limit_bytes, DEFAULT_LIMIT_BYTES, MAX_LIMIT_BYTES)? as usize;
+        let limit_bytes = bounded(
+            "limit_bytes",
+            args.limit_bytes,
+            DEFAULT_LIMIT_BYTES,
+            MAX_LIMIT_BYTES,
+        )? as usize;
         let since = args
             .since
             .as_deref()
@@ -102,7 +107,11 @@ impl Tool for GetPodLogs {
                 regex::RegexBuilder::new(g)
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| ToolError::invalid(format!("grep {g:?} is not a valid regular expression: {e}")))
+                    .map_err(|e| {
+                        ToolError::invalid(format!(
+                            "grep {g:?} is not a valid regular expression: {e}"
+                        ))
+                    })
             })
             .transpose()?;
 
@@ -154,7 +163,10 @@ impl Tool for GetPodLogs {
                 "container {container:?} of pod {} has no previous (terminated) instance: {}",
                 args.pod, s.message
             )),
-            e => ToolError::from_kube(format!("reading logs of {}/{}", args.namespace, args.pod), e),
+            e => ToolError::from_kube(
+                format!("reading logs of {}/{}", args.namespace, args.pod),
+                e,
+            ),
         })?;
         Ok(shape(&args, container, &text, grep.as_ref(), limit_bytes))
     }
@@ -166,16 +178,26 @@ impl Tool for GetPodLogs {
             out.namespace,
             out.pod,
             out.container,
-            if out.previous { " (previous instance)" } else { "" }
+            if out.previous {
+                " (previous instance)"
+            } else {
+                ""
+            }
         );
         if let Some(m) = out.grep_matches {
             s.push_str(&format!(", {m} matching grep"));
         }
         if out.truncated {
-            s.push_str(&format!(", truncated: {} older line(s) dropped", out.lines_dropped));
+            s.push_str(&format!(
+                ", truncated: {} older line(s) dropped",
+                out.lines_dropped
+            ));
         }
         if out.lines_redacted > 0 {
-            s.push_str(&format!(", credentials masked in {} line(s)", out.lines_redacted));
+            s.push_str(&format!(
+                ", credentials masked in {} line(s)",
+                out.lines_redacted
+            ));
         }
         s.push('.');
         for l in out.lines.iter().rev().take(3).rev() {
@@ -187,7 +209,13 @@ impl Tool for GetPodLogs {
 }
 
 /// Filter, mask and bound the raw log text (pure, so it is tested without a cluster).
-fn shape(args: &Args, container: String, text: &str, grep: Option<&Regex>, limit_bytes: usize) -> Output {
+fn shape(
+    args: &Args,
+    container: String,
+    text: &str,
+    grep: Option<&Regex>,
+    limit_bytes: usize,
+) -> Output {
     let raw: Vec<&str> = text.lines().collect();
     let lines_read = raw.len();
     let mut redacted = 0;

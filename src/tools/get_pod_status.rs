@@ -134,7 +134,11 @@ pub fn selector_text(sel: &LabelSelector) -> String {
     parts.join(",")
 }
 
-async fn owner_selector(ctx: &ToolContext, ns: &str, owner: &str) -> Result<(String, String, String), ToolError> {
+async fn owner_selector(
+    ctx: &ToolContext,
+    ns: &str,
+    owner: &str,
+) -> Result<(String, String, String), ToolError> {
     let (kind, name) = owner.split_once('/').ok_or_else(|| {
         ToolError::invalid(format!(
             "owner {owner:?} must be written Kind/name, e.g. Deployment/checkout; kinds: Deployment, StatefulSet, DaemonSet, ReplicaSet"
@@ -142,20 +146,48 @@ async fn owner_selector(ctx: &ToolContext, ns: &str, owner: &str) -> Result<(Str
     })?;
     check_name("owner name", name)?;
     let ctxmsg = format!("reading {kind} {ns}/{name}");
-    let not_found = || ToolError::NotFound(format!("{kind} {name:?} does not exist in namespace {ns:?}; see list_workloads"));
+    let not_found = || {
+        ToolError::NotFound(format!(
+            "{kind} {name:?} does not exist in namespace {ns:?}; see list_workloads"
+        ))
+    };
     let sel = match kind.to_ascii_lowercase().as_str() {
-        "deployment" => ctx.cluster.api::<Deployment>(Some(ns)).get_opt(name).await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?.ok_or_else(not_found)?
-            .spec.map(|s| s.selector),
-        "statefulset" => ctx.cluster.api::<StatefulSet>(Some(ns)).get_opt(name).await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?.ok_or_else(not_found)?
-            .spec.map(|s| s.selector),
-        "daemonset" => ctx.cluster.api::<DaemonSet>(Some(ns)).get_opt(name).await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?.ok_or_else(not_found)?
-            .spec.map(|s| s.selector),
-        "replicaset" => ctx.cluster.api::<ReplicaSet>(Some(ns)).get_opt(name).await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?.ok_or_else(not_found)?
-            .spec.map(|s| s.selector),
+        "deployment" => ctx
+            .cluster
+            .api::<Deployment>(Some(ns))
+            .get_opt(name)
+            .await
+            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
+            .ok_or_else(not_found)?
+            .spec
+            .map(|s| s.selector),
+        "statefulset" => ctx
+            .cluster
+            .api::<StatefulSet>(Some(ns))
+            .get_opt(name)
+            .await
+            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
+            .ok_or_else(not_found)?
+            .spec
+            .map(|s| s.selector),
+        "daemonset" => ctx
+            .cluster
+            .api::<DaemonSet>(Some(ns))
+            .get_opt(name)
+            .await
+            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
+            .ok_or_else(not_found)?
+            .spec
+            .map(|s| s.selector),
+        "replicaset" => ctx
+            .cluster
+            .api::<ReplicaSet>(Some(ns))
+            .get_opt(name)
+            .await
+            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
+            .ok_or_else(not_found)?
+            .spec
+            .map(|s| s.selector),
         _ => {
             return Err(ToolError::invalid(format!(
                 "owner kind {kind:?} is not supported; use Deployment, StatefulSet, DaemonSet or ReplicaSet"
@@ -168,18 +200,30 @@ async fn owner_selector(ctx: &ToolContext, ns: &str, owner: &str) -> Result<(Str
         "daemonset" => "DaemonSet",
         _ => "ReplicaSet",
     };
-    Ok((canonical.to_string(), name.to_string(), sel.as_ref().map(selector_text).unwrap_or_default()))
+    Ok((
+        canonical.to_string(),
+        name.to_string(),
+        sel.as_ref().map(selector_text).unwrap_or_default(),
+    ))
 }
 
 fn container_info(c: &ContainerStatus) -> ContainerInfo {
     let (state, reason, message) = match &c.state {
         Some(s) if s.waiting.is_some() => {
             let w = s.waiting.as_ref();
-            ("waiting", w.and_then(|w| w.reason.clone()), w.and_then(|w| w.message.clone()))
+            (
+                "waiting",
+                w.and_then(|w| w.reason.clone()),
+                w.and_then(|w| w.message.clone()),
+            )
         }
         Some(s) if s.terminated.is_some() => {
             let t = s.terminated.as_ref();
-            ("terminated", t.and_then(|t| t.reason.clone()), t.and_then(|t| t.message.clone()))
+            (
+                "terminated",
+                t.and_then(|t| t.reason.clone()),
+                t.and_then(|t| t.message.clone()),
+            )
         }
         _ => ("running", None, None),
     };
@@ -214,7 +258,10 @@ pub fn pod_info(p: &Pod) -> PodInfo {
         .flatten()
         .map(container_info)
         .collect();
-    let total = p.spec.as_ref().map_or(containers.len(), |s| s.containers.len());
+    let total = p
+        .spec
+        .as_ref()
+        .map_or(containers.len(), |s| s.containers.len());
     let ready = containers.iter().filter(|c| c.ready).count();
     let restarts = containers.iter().map(|c| c.restart_count).sum();
     // kubectl's STATUS column: a waiting/terminated reason wins over the phase
@@ -227,7 +274,11 @@ pub fn pod_info(p: &Pod) -> PodInfo {
         .conditions
         .iter()
         .flatten()
-        .find(|c| c.status == "False" && c.message.is_some() && (c.type_ == "PodScheduled" || c.type_ == "Ready"))
+        .find(|c| {
+            c.status == "False"
+                && c.message.is_some()
+                && (c.type_ == "PodScheduled" || c.type_ == "Ready")
+        })
         .and_then(|c| c.message.clone())
         .or_else(|| status.message.clone());
     let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -257,7 +308,9 @@ fn unhealthy(p: &PodInfo) -> bool {
     let (r, t) = p.ready.split_once('/').unwrap_or(("0", "0"));
     !(p.phase == "Running" || p.phase == "Succeeded")
         || (p.phase == "Running" && r != t)
-        || p.containers.iter().any(|c| c.state != "running" || c.last_terminated.is_some())
+        || p.containers
+            .iter()
+            .any(|c| c.state != "running" || c.last_terminated.is_some())
 }
 
 impl Tool for GetPodStatus {
@@ -275,7 +328,9 @@ impl Tool for GetPodStatus {
         let limit = bounded("limit", args.limit, 100, 1000)? as usize;
         if let Some(sel) = &args.label_selector {
             if sel.trim().is_empty() {
-                return Err(ToolError::invalid("label_selector is empty; omit it or write e.g. app=cart"));
+                return Err(ToolError::invalid(
+                    "label_selector is empty; omit it or write e.g. app=cart",
+                ));
             }
         }
         if let Some(ns) = &args.namespace {

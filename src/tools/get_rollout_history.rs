@@ -90,7 +90,12 @@ impl Tool for GetRolloutHistory {
             .api::<Deployment>(Some(&args.namespace))
             .get_opt(&args.name)
             .await
-            .map_err(|e| ToolError::from_kube(format!("reading deployment {}/{}", args.namespace, args.name), e))?
+            .map_err(|e| {
+                ToolError::from_kube(
+                    format!("reading deployment {}/{}", args.namespace, args.name),
+                    e,
+                )
+            })?
             .ok_or_else(|| {
                 ToolError::NotFound(format!(
                     "deployment {:?} does not exist in namespace {:?}; see list_workloads",
@@ -98,7 +103,11 @@ impl Tool for GetRolloutHistory {
                 ))
             })?;
         let uid = dep.metadata.uid.clone().unwrap_or_default();
-        let selector = dep.spec.as_ref().map(|s| selector_text(&s.selector)).unwrap_or_default();
+        let selector = dep
+            .spec
+            .as_ref()
+            .map(|s| selector_text(&s.selector))
+            .unwrap_or_default();
         let rss = ctx
             .cluster
             .api::<ReplicaSet>(Some(&args.namespace))
@@ -109,9 +118,11 @@ impl Tool for GetRolloutHistory {
             .items
             .iter()
             .filter(|rs| {
-                rs.metadata.owner_references.iter().flatten().any(|o| {
-                    o.kind == "Deployment" && (o.uid == uid || o.name == args.name)
-                })
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Deployment" && (o.uid == uid || o.name == args.name))
             })
             .filter_map(|rs| {
                 Some(Revision {
@@ -122,7 +133,12 @@ impl Tool for GetRolloutHistory {
                         .as_ref()
                         .and_then(|s| s.template.as_ref())
                         .and_then(|t| t.spec.as_ref())
-                        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+                        .map(|s| {
+                            s.containers
+                                .iter()
+                                .filter_map(|c| c.image.clone())
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     change_cause: rs
                         .metadata
@@ -130,9 +146,18 @@ impl Tool for GetRolloutHistory {
                         .as_ref()
                         .and_then(|a| a.get("kubernetes.io/change-cause").cloned())
                         .filter(|c| !c.is_empty()),
-                    created: rs.metadata.creation_timestamp.as_ref().map(|t| ts(&t.0)).unwrap_or_default(),
+                    created: rs
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| ts(&t.0))
+                        .unwrap_or_default(),
                     replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-                    ready_replicas: rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+                    ready_replicas: rs
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.ready_replicas)
+                        .unwrap_or(0),
                     current: false,
                     previous: false,
                 })
@@ -162,8 +187,10 @@ impl Tool for GetRolloutHistory {
             out.namespace,
             out.name,
             out.revisions.len(),
-            out.current_revision.map_or("none".into(), |r| r.to_string()),
-            out.previous_revision.map_or("none".into(), |r| r.to_string())
+            out.current_revision
+                .map_or("none".into(), |r| r.to_string()),
+            out.previous_revision
+                .map_or("none".into(), |r| r.to_string())
         );
         for r in &out.revisions {
             s.push_str(&format!(
@@ -171,7 +198,13 @@ impl Tool for GetRolloutHistory {
                 r.revision,
                 r.images.join(","),
                 r.change_cause.clone().unwrap_or_default(),
-                if r.current { " (current)" } else if r.previous { " (previous)" } else { "" }
+                if r.current {
+                    " (current)"
+                } else if r.previous {
+                    " (previous)"
+                } else {
+                    ""
+                }
             ));
         }
         s

@@ -103,7 +103,12 @@ pub struct ListWorkloads;
 
 fn images(t: Option<&PodTemplateSpec>) -> Vec<String> {
     t.and_then(|t| t.spec.as_ref())
-        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -194,9 +199,9 @@ impl Tool for ListWorkloads {
         }
         let map_err = |what: &'static str| {
             move |e: kube::Error| match e {
-                kube::Error::Api(s) if s.code == 400 => ToolError::invalid(format!(
-                    "label_selector is not valid: {}", s.message
-                )),
+                kube::Error::Api(s) if s.code == 400 => {
+                    ToolError::invalid(format!("label_selector is not valid: {}", s.message))
+                }
                 e => ToolError::from_kube(format!("listing {what}"), e),
             }
         };
@@ -219,8 +224,18 @@ impl Tool for ListWorkloads {
         };
         let mut out = Vec::new();
         if kinds.contains(&"Deployment") {
-            for d in ctx.cluster.api::<Deployment>(ns).list(&lp).await.map_err(map_err("deployments"))?.items {
-                let (namespace, name) = (d.metadata.namespace.clone().unwrap_or_default(), d.metadata.name.clone().unwrap_or_default());
+            for d in ctx
+                .cluster
+                .api::<Deployment>(ns)
+                .list(&lp)
+                .await
+                .map_err(map_err("deployments"))?
+                .items
+            {
+                let (namespace, name) = (
+                    d.metadata.namespace.clone().unwrap_or_default(),
+                    d.metadata.name.clone().unwrap_or_default(),
+                );
                 let status = d.status.as_ref();
                 out.push(WorkloadInfo {
                     kind: "Deployment".into(),
@@ -228,19 +243,38 @@ impl Tool for ListWorkloads {
                     ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
                     updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
                     available: status.and_then(|s| s.available_replicas).unwrap_or(0),
-                    revision: d.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision").cloned()),
+                    revision: d
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("deployment.kubernetes.io/revision").cloned()),
                     images: images(d.spec.as_ref().map(|s| &s.template)),
                     conditions: conditions!(status),
                     hpa: hpa_for("Deployment", &namespace, &name),
-                    created: d.metadata.creation_timestamp.as_ref().map(|t| ts(&t.0)).unwrap_or_default(),
+                    created: d
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| ts(&t.0))
+                        .unwrap_or_default(),
                     namespace,
                     name,
                 });
             }
         }
         if kinds.contains(&"StatefulSet") {
-            for s in ctx.cluster.api::<StatefulSet>(ns).list(&lp).await.map_err(map_err("statefulsets"))?.items {
-                let (namespace, name) = (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default());
+            for s in ctx
+                .cluster
+                .api::<StatefulSet>(ns)
+                .list(&lp)
+                .await
+                .map_err(map_err("statefulsets"))?
+                .items
+            {
+                let (namespace, name) = (
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    s.metadata.name.clone().unwrap_or_default(),
+                );
                 let status = s.status.as_ref();
                 out.push(WorkloadInfo {
                     kind: "StatefulSet".into(),
@@ -252,14 +286,26 @@ impl Tool for ListWorkloads {
                     images: images(s.spec.as_ref().map(|s| &s.template)),
                     conditions: conditions!(status),
                     hpa: hpa_for("StatefulSet", &namespace, &name),
-                    created: s.metadata.creation_timestamp.as_ref().map(|t| ts(&t.0)).unwrap_or_default(),
+                    created: s
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| ts(&t.0))
+                        .unwrap_or_default(),
                     namespace,
                     name,
                 });
             }
         }
         if kinds.contains(&"DaemonSet") {
-            for d in ctx.cluster.api::<DaemonSet>(ns).list(&lp).await.map_err(map_err("daemonsets"))?.items {
+            for d in ctx
+                .cluster
+                .api::<DaemonSet>(ns)
+                .list(&lp)
+                .await
+                .map_err(map_err("daemonsets"))?
+                .items
+            {
                 let status = d.status.as_ref();
                 out.push(WorkloadInfo {
                     kind: "DaemonSet".into(),
@@ -273,7 +319,12 @@ impl Tool for ListWorkloads {
                     images: images(d.spec.as_ref().map(|s| &s.template)),
                     conditions: conditions!(status),
                     hpa: None,
-                    created: d.metadata.creation_timestamp.as_ref().map(|t| ts(&t.0)).unwrap_or_default(),
+                    created: d
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| ts(&t.0))
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -291,7 +342,10 @@ impl Tool for ListWorkloads {
                 w.name,
                 w.ready,
                 w.desired,
-                w.hpa.as_ref().map(|h| format!(", HPA {}-{}", h.min_replicas, h.max_replicas)).unwrap_or_default()
+                w.hpa
+                    .as_ref()
+                    .map(|h| format!(", HPA {}-{}", h.min_replicas, h.max_replicas))
+                    .unwrap_or_default()
             ));
         }
         s

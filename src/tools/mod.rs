@@ -69,7 +69,10 @@ pub struct Envelope<T> {
 }
 
 type Handler = Arc<
-    dyn Fn(ToolContext, Map<String, Value>) -> Pin<Box<dyn Future<Output = Result<(Value, String), ToolError>> + Send>>
+    dyn Fn(
+            ToolContext,
+            Map<String, Value>,
+        ) -> Pin<Box<dyn Future<Output = Result<(Value, String), ToolError>> + Send>>
         + Send
         + Sync,
 >;
