@@ -127,9 +127,8 @@ fn resolve_times(v: &mut Value, now: Timestamp) -> Result<(), ScenarioError> {
     match v {
         Value::String(s) => {
             if let Some(t) = resolve_time(s, now)? {
-                // whole seconds, as the API server writes them
-                let t = t
-                    .round(jiff::Unit::Second)
+                // whole seconds (truncated), as the API server writes them
+                let t = Timestamp::from_second(t.as_second())
                     .map_err(|e| ScenarioError::Invalid(e.to_string()))?;
                 *s = t.to_string();
             }

@@ -227,6 +227,7 @@ impl Store {
                         .collect()
                 })
                 .unwrap_or_default();
+            let scheduled = pod.pointer("/spec/nodeName").is_some_and(|n| n.is_string());
             let Some(po) = pod.as_object_mut() else {
                 continue;
             };
@@ -274,7 +275,12 @@ impl Store {
                 && statuses
                     .iter()
                     .all(|c| c.get("ready").and_then(Value::as_bool) == Some(true));
-            status.insert("containerStatuses".into(), Value::Array(statuses));
+            if scheduled {
+                status.insert("containerStatuses".into(), Value::Array(statuses));
+            } else {
+                // an unscheduled pod has no containers yet
+                status.remove("containerStatuses");
+            }
             status.insert("phase".into(), json!(phase));
             status.entry("qosClass").or_insert(json!("Burstable"));
             status.entry("startTime").or_insert(json!(created));

@@ -1,0 +1,8 @@
+//! Integration tests: one binary with modules, to keep link time down.
+
+mod fixture;
+mod kubectl;
+mod sandbox_api;
+mod server;
+mod tool_files;
+mod tools;
