@@ -91,9 +91,9 @@ impl Cluster {
 
     /// A typed API for a readable resource type; `None` namespace means all namespaces
     /// (or a cluster-scoped type).
-    pub fn api<K: Readable>(&self, namespace: Option<&str>) -> Api<K>
+    pub fn api<K>(&self, namespace: Option<&str>) -> Api<K>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K: Readable + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
         match namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
@@ -102,9 +102,9 @@ impl Cluster {
     }
 
     /// A typed API for a cluster-scoped readable resource type (nodes, namespaces).
-    pub fn cluster_api<K: Readable>(&self) -> Api<K>
+    pub fn cluster_api<K>(&self) -> Api<K>
     where
-        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+        K: Readable + kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
     {
         Api::all(self.client.clone())
     }

@@ -334,21 +334,19 @@ async fn update_scale(
     if let Some(want_rv) = patch
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
-    {
-        if Some(want_rv)
+        && Some(want_rv)
             != current
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
-        {
-            return status(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                    rt.plural, rt.group
-                ),
-            );
-        }
+    {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                rt.plural, rt.group
+            ),
+        );
     }
     let mut updated = current;
     updated["spec"]["replicas"] = json!(replicas);

@@ -257,16 +257,16 @@ impl Store {
                              else { json!({"waiting": {"reason": "ContainerCreating"}}) },
                     "lastState": {}
                 });
-                if let Some(g) = given.iter().find(|g| str_at(g, &["name"]) == Some(name)) {
-                    if let (Some(c), Some(g)) = (cs.as_object_mut(), g.as_object()) {
-                        for (k, v) in g {
-                            c.insert(k.clone(), v.clone());
-                        }
-                        if g.get("state").and_then(|s| s.get("waiting")).is_some()
-                            && !g.contains_key("ready")
-                        {
-                            c.insert("ready".into(), json!(false));
-                        }
+                if let Some(g) = given.iter().find(|g| str_at(g, &["name"]) == Some(name))
+                    && let (Some(c), Some(g)) = (cs.as_object_mut(), g.as_object())
+                {
+                    for (k, v) in g {
+                        c.insert(k.clone(), v.clone());
+                    }
+                    if g.get("state").and_then(|s| s.get("waiting")).is_some()
+                        && !g.contains_key("ready")
+                    {
+                        c.insert("ready".into(), json!(false));
                     }
                 }
                 statuses.push(cs);
@@ -377,15 +377,15 @@ impl Store {
             let created = str_at(obj, &["metadata", "creationTimestamp"])
                 .unwrap_or_default()
                 .to_string();
-            if best_rev > 0 {
-                if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
-                    let ann = m.entry("annotations").or_insert_with(|| json!({}));
-                    if let Some(a) = ann.as_object_mut() {
-                        a.insert(
-                            "deployment.kubernetes.io/revision".into(),
-                            json!(best_rev.to_string()),
-                        );
-                    }
+            if best_rev > 0
+                && let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut)
+            {
+                let ann = m.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = ann.as_object_mut() {
+                    a.insert(
+                        "deployment.kubernetes.io/revision".into(),
+                        json!(best_rev.to_string()),
+                    );
                 }
             }
             let available = ready >= desired.saturating_sub(1).max(1).min(desired);

@@ -326,12 +326,12 @@ impl Tool for GetPodStatus {
             check_namespace(ns)?;
         }
         let limit = bounded("limit", args.limit, 100, 1000)? as usize;
-        if let Some(sel) = &args.label_selector {
-            if sel.trim().is_empty() {
-                return Err(ToolError::invalid(
-                    "label_selector is empty; omit it or write e.g. app=cart",
-                ));
-            }
+        if let Some(sel) = &args.label_selector
+            && sel.trim().is_empty()
+        {
+            return Err(ToolError::invalid(
+                "label_selector is empty; omit it or write e.g. app=cart",
+            ));
         }
         if let Some(ns) = &args.namespace {
             ctx.cluster.ensure_namespace(ns).await?;

@@ -163,7 +163,7 @@ impl Tool for GetRolloutHistory {
                 })
             })
             .collect();
-        revisions.sort_by(|a, b| b.revision.cmp(&a.revision));
+        revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
         let current_revision = revisions.first().map(|r| r.revision);
         let previous_revision = revisions.get(1).map(|r| r.revision);
         if let Some(r) = revisions.get_mut(0) {

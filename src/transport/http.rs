@@ -52,6 +52,9 @@ pub enum HttpError {
     Serve(std::io::Error),
 }
 
+/// Status and message of a refused request.
+type Refusal = (StatusCode, String);
+
 #[derive(Clone)]
 struct Guard {
     token: Option<Arc<str>>,
@@ -99,7 +102,7 @@ fn deny(status: StatusCode, msg: &str) -> Response {
 }
 
 impl Guard {
-    fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         if let Some(token) = &self.token {
             let presented = headers
                 .get(header::AUTHORIZATION)
@@ -110,11 +113,11 @@ impl Guard {
                 });
             match presented {
                 Some(p) if same(p.trim().as_bytes(), token.as_bytes()) => {}
-                Some(_) => return Err(deny(StatusCode::UNAUTHORIZED, "invalid bearer token")),
+                Some(_) => return Err((StatusCode::UNAUTHORIZED, "invalid bearer token".into())),
                 None => {
-                    return Err(deny(
+                    return Err((
                         StatusCode::UNAUTHORIZED,
-                        "missing Authorization: Bearer token",
+                        "missing Authorization: Bearer token".into(),
                     ));
                 }
             }
@@ -129,9 +132,9 @@ impl Guard {
                 || is_loopback_host(h)
                 || (!self.loopback_bind && self.allowed_hosts.is_empty());
             if !ok {
-                return Err(deny(
+                return Err((
                     StatusCode::FORBIDDEN,
-                    &format!(
+                    format!(
                         "Host {host:?} is not allowed (DNS rebinding protection); allow it with --allowed-host"
                     ),
                 ));
@@ -148,9 +151,9 @@ impl Guard {
                 .or_else(|| origin.strip_prefix("https://"))
                 .is_some_and(|rest| is_loopback_host(host_part(rest)));
             if !(listed || loopback) {
-                return Err(deny(
+                return Err((
                     StatusCode::FORBIDDEN,
-                    &format!("Origin {origin:?} is not allowed; allow it with --allowed-origin"),
+                    format!("Origin {origin:?} is not allowed; allow it with --allowed-origin"),
                 ));
             }
         }
@@ -161,7 +164,7 @@ impl Guard {
 async fn guard_layer(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     match guard.check(req.headers()) {
         Ok(()) => next.run(req).await,
-        Err(resp) => resp,
+        Err((status, msg)) => deny(status, &msg),
     }
 }
 
