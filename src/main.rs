@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use eks_ops_mcp::cluster::Cluster;
+use eks_ops_mcp::policy::{self, PolicyEngine};
 use eks_ops_mcp::sandbox::{Sandbox, Scenario};
 use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
 use eks_ops_mcp::tools::{self, ToolContext};
@@ -33,11 +34,58 @@ enum Command {
     Serve(ServeArgs),
     /// Run only the sandbox cluster's Kubernetes API and print a kubeconfig for it (for kubectl).
     Sandbox(SandboxArgs),
+    /// Check and test the Cedar policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print the tool definitions as JSON, or write one file per tool with --write DIR.
     Tools {
         /// Folder to write `<tool>.json` files into.
         #[arg(long)]
         write: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PolicySource {
+    /// Folder of *.cedar policies (and optionally schema.cedarschema) replacing the built-in defaults.
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// With --policies: load the built-in defaults too, and the folder's policies on top.
+    #[arg(long, requires = "policies")]
+    extend: bool,
+}
+
+impl PolicySource {
+    fn load(&self) -> Result<PolicyEngine, String> {
+        match &self.policies {
+            Some(dir) => PolicyEngine::from_dir(dir, self.extend),
+            None => PolicyEngine::builtin(),
+        }
+        .map_err(|e| format!("policies are not valid:\n{e}"))
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run the policy test cases (policies/tests/*.json by default); prints `N passed, M failed`.
+    Test {
+        #[command(flatten)]
+        source: PolicySource,
+        /// Folder of case files.
+        #[arg(long, default_value = "policies/tests")]
+        cases: PathBuf,
+    },
+    /// Decide one request given as JSON ({principal, action, resource, facts}); `-` reads stdin.
+    Check {
+        #[command(flatten)]
+        source: PolicySource,
+        /// The request file.
+        request: PathBuf,
+        /// Decide as if a human approved (escalations lifted, hard rules kept).
+        #[arg(long)]
+        approved: bool,
     },
 }
 
@@ -223,6 +271,57 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn policy(cmd: PolicyCommand) -> Result<(), String> {
+    match cmd {
+        PolicyCommand::Test { source, cases } => {
+            let engine = source.load()?;
+            let results = policy::cases::run_dir(&engine, &cases).map_err(|e| e.to_string())?;
+            let failed = results.iter().filter(|r| !r.passed).count();
+            for r in &results {
+                let file = std::path::Path::new(&r.file)
+                    .file_name()
+                    .map_or(r.file.clone(), |f| f.to_string_lossy().into_owned());
+                println!(
+                    "{} {file}: {} — {}",
+                    if r.passed { "ok  " } else { "FAIL" },
+                    r.name,
+                    r.detail
+                );
+            }
+            println!("{} passed, {failed} failed", results.len() - failed);
+            if failed > 0 {
+                return Err(format!("{failed} policy case(s) failed"));
+            }
+            Ok(())
+        }
+        PolicyCommand::Check {
+            source,
+            request,
+            approved,
+        } => {
+            let engine = source.load()?;
+            let text = if request.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| format!("cannot read stdin: {e}"))?
+            } else {
+                std::fs::read_to_string(&request)
+                    .map_err(|e| format!("cannot read {}: {e}", request.display()))?
+            };
+            let req: policy::PolicyRequest = serde_json::from_str(&text)
+                .map_err(|e| format!("the request is not valid: {e}; expected {{principal, action, resource: {{kind, namespace, name, labels}}, facts}}"))?;
+            let decision = if approved {
+                engine.decide_approved(&req)
+            } else {
+                engine.decide(&req)
+            }
+            .map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&decision).map_err(|e| e.to_string())?;
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
 fn print_tools(write: Option<PathBuf>) -> Result<(), String> {
     let defs: Vec<_> = tools::all().into_iter().map(|t| t.def).collect();
     match write {
@@ -269,6 +368,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Sandbox(args) => sandbox(args).await,
+            Command::Policy { command } => policy(command),
             Command::Tools { write } => print_tools(write),
         }
     });

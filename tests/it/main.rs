@@ -1,6 +1,7 @@
 //! Integration tests: one binary with modules, to keep link time down.
 
 mod fixture;
+mod kubeconfig;
 mod kubectl;
 mod sandbox_api;
 mod server;
