@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod guard;
 pub mod policy;
 pub mod redact;
 pub mod sandbox;

@@ -181,6 +181,16 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// A bearer token must be long enough not to be guessed.
+fn checked_token(token: &str, what: &str) -> Result<String, String> {
+    if token.chars().count() < 16 {
+        return Err(format!(
+            "{what} is shorter than 16 characters; use a long random token (e.g. openssl rand -hex 32)"
+        ));
+    }
+    Ok(token.to_string())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut _sandbox = None;
     let cluster = if args.sandbox {
@@ -219,16 +229,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         (Some(f), _) => {
             let t = std::fs::read_to_string(f)
                 .map_err(|e| format!("cannot read --auth-token-file {}: {e}", f.display()))?;
-            let t = t.trim().to_string();
-            if t.len() < 16 {
-                return Err(format!(
-                    "the token in {} is shorter than 16 characters; use a long random token",
-                    f.display()
-                ));
-            }
-            Some(t)
+            Some(checked_token(
+                t.trim(),
+                &format!("the token in {}", f.display()),
+            )?)
         }
-        (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        (None, Some(t)) if !t.trim().is_empty() => {
+            Some(checked_token(t.trim(), "EKS_OPS_MCP_AUTH_TOKEN")?)
+        }
         _ => None,
     };
     let settings = HttpSettings {

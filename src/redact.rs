@@ -34,7 +34,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         // password=..., secret: ..., token=... (key-value style)
         rule(
-            r#"(?i)\b((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|client[_-]?secret)\s*["']?\s*[=:]\s*["']?)[^\s"',;&]+"#,
+            r#"(?i)\b([A-Za-z0-9_.\-]*?(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key)\s*["']?\s*[=:]\s*["']?)[^\s"',;&]+"#,
             "${1}[REDACTED]",
         ),
     ]
@@ -72,6 +72,17 @@ mod tests {
                 "redis://cart:[REDACTED]@redis:6379/0",
             ),
             ("password=hunter2 user=bob", "password=[REDACTED] user=bob"),
+            ("DB_PASSWORD=hunter2hunter2", "DB_PASSWORD=[REDACTED]"),
+            (
+                "POSTGRES_PASSWORD: pgS3cretValue",
+                "POSTGRES_PASSWORD: [REDACTED]",
+            ),
+            ("MYSQL_ROOT_PASSWORD=x1", "MYSQL_ROOT_PASSWORD=[REDACTED]"),
+            ("STRIPE_API_KEY=sk_live_abc", "STRIPE_API_KEY=[REDACTED]"),
+            (
+                "{\"client_secret\": \"abc\"}",
+                "{\"client_secret\": \"[REDACTED]\"}",
+            ),
             (
                 "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                 "aws_secret_access_key = [REDACTED]",

@@ -1,10 +1,13 @@
 //! Access to the Kubernetes API: client construction and typed, read-scoped APIs.
 //!
-//! Only the resource types that implement [`Readable`] can be reached through
-//! [`Cluster::api`]; Secrets and ConfigMaps do not implement it, so no tool can
-//! read them.
+//! Reads go through [`ReadApi`], which has no writing methods, and only the resource types
+//! that implement [`Readable`] can be reached; Secrets and ConfigMaps do not implement it,
+//! so no tool can read them. Writes need a [`Writer`], which only the guard can obtain:
+//! [`Cluster::writer`] takes a [`crate::guard::GuardToken`], and only the guard module can
+//! make one.
 
 use k8s_openapi::api::{apps, autoscaling, core, policy};
+use kube::api::{ListParams, LogParams, ObjectList};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
@@ -91,27 +94,34 @@ impl Cluster {
 
     /// A typed API for a readable resource type; `None` namespace means all namespaces
     /// (or a cluster-scoped type).
-    pub fn api<K>(&self, namespace: Option<&str>) -> Api<K>
+    pub fn api<K>(&self, namespace: Option<&str>) -> ReadApi<K>
     where
         K: Readable + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        match namespace {
+        ReadApi(match namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
-        }
+        })
     }
 
     /// A typed API for a cluster-scoped readable resource type (nodes, namespaces).
-    pub fn cluster_api<K>(&self) -> Api<K>
+    pub fn cluster_api<K>(&self) -> ReadApi<K>
     where
         K: Readable + kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
     {
-        Api::all(self.client.clone())
+        ReadApi(Api::all(self.client.clone()))
+    }
+
+    /// Write access, for the guard only: the token cannot be made outside the guard module.
+    pub fn writer(&self, _token: &crate::guard::GuardToken) -> Writer {
+        Writer {
+            client: self.client.clone(),
+        }
     }
 
     /// Fail with a helpful error when a namespace does not exist.
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), ToolError> {
-        let api: Api<core::v1::Namespace> = self.cluster_api();
+        let api: ReadApi<core::v1::Namespace> = self.cluster_api();
         match api.get_opt(namespace).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => {
@@ -135,5 +145,58 @@ impl Cluster {
                 e,
             )),
         }
+    }
+}
+
+/// A read-only view of a typed API: get, list and (for pods) logs; nothing that writes.
+pub struct ReadApi<K>(Api<K>);
+
+impl<K: Readable> ReadApi<K> {
+    /// Get one object; `Ok(None)` when it does not exist.
+    pub async fn get_opt(&self, name: &str) -> Result<Option<K>, kube::Error> {
+        self.0.get_opt(name).await
+    }
+
+    /// Get one object.
+    pub async fn get(&self, name: &str) -> Result<K, kube::Error> {
+        self.0.get(name).await
+    }
+
+    /// List objects.
+    pub async fn list(&self, lp: &ListParams) -> Result<ObjectList<K>, kube::Error> {
+        self.0.list(lp).await
+    }
+}
+
+impl ReadApi<core::v1::Pod> {
+    /// A container's logs.
+    pub async fn logs(&self, name: &str, lp: &LogParams) -> Result<String, kube::Error> {
+        self.0.logs(name, lp).await
+    }
+}
+
+/// Write access to the cluster. Only the guard holds one, and hands it to a mutation's
+/// `apply` step after the policies allowed it.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+}
+
+impl Writer {
+    /// A typed API with write methods, namespaced (never Secrets or ConfigMaps: they are not
+    /// [`Readable`]).
+    pub fn namespaced<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Readable + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// A typed API with write methods, cluster-scoped.
+    pub fn cluster<K>(&self) -> Api<K>
+    where
+        K: Readable + kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+    {
+        Api::all(self.client.clone())
     }
 }

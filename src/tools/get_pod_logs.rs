@@ -219,13 +219,18 @@ fn shape(
     let raw: Vec<&str> = text.lines().collect();
     let lines_read = raw.len();
     let mut redacted = 0;
+    // Mask first, then filter: grep must never see a credential, or a caller could recover it
+    // one character at a time from match counts.
     let mut lines: Vec<String> = raw
         .into_iter()
-        .filter(|l| grep.is_none_or(|g| g.is_match(l)))
         .map(|l| {
             let (masked, changed) = redact::mask(l);
+            (masked, changed)
+        })
+        .filter(|(l, _)| grep.is_none_or(|g| g.is_match(l)))
+        .map(|(l, changed)| {
             redacted += usize::from(changed);
-            masked
+            l
         })
         .collect();
     let grep_matches = grep.map(|_| lines.len());
@@ -279,6 +284,23 @@ mod tests {
         assert!(out.lines[0].contains("truncated"), "{:?}", out.lines[0]);
         let kept: usize = out.lines[1..].iter().map(|l| l.len() + 1).sum();
         assert!(kept <= 90);
+    }
+
+    #[test]
+    fn grep_sees_only_masked_text() {
+        let text = "REDIS_URL=redis://cart:Sup3rS3cret@redis:6379\nkey AKIAIOSFODNN7EXAMPLE\n";
+        for secret in ["cart:S", "Sup3r", "AKIAIOSFODNN7E"] {
+            let re = Regex::new(secret).unwrap();
+            let out = shape(&args(), "c".into(), text, Some(&re), 1000);
+            assert_eq!(
+                out.grep_matches,
+                Some(0),
+                "grep {secret:?} must not match masked text"
+            );
+        }
+        let re = Regex::new(r"\[REDACTED").unwrap();
+        let out = shape(&args(), "c".into(), text, Some(&re), 1000);
+        assert_eq!(out.grep_matches, Some(2));
     }
 
     #[test]

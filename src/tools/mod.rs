@@ -96,11 +96,7 @@ fn register<T: Tool>() -> Registered {
         .with_annotations(annotations);
     let handler: Handler = Arc::new(|ctx: ToolContext, args: Map<String, Value>| {
         Box::pin(async move {
-            let args: T::Args = serde_json::from_value(Value::Object(args)).map_err(|e| {
-                ToolError::invalid(format!(
-                    "{e}; see the tool's inputSchema for the allowed arguments"
-                ))
-            })?;
+            let args: T::Args = parse_args(args)?;
             let sandbox = ctx.cluster.is_sandbox();
             let output = T::run(ctx, args).await?;
             let summary = T::summary(&output);
@@ -113,6 +109,23 @@ fn register<T: Tool>() -> Registered {
         })
     });
     Registered { def, handler }
+}
+
+/// Parse a tool's arguments, naming the argument at fault.
+pub fn parse_args<A: DeserializeOwned>(args: Map<String, Value>) -> Result<A, ToolError> {
+    serde_path_to_error::deserialize(Value::Object(args)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ToolError::invalid(format!(
+                "{inner}; see the tool's inputSchema for the allowed arguments"
+            ))
+        } else {
+            ToolError::invalid(format!(
+                "argument {path}: {inner}; see the tool's inputSchema for the allowed arguments"
+            ))
+        }
+    })
 }
 
 /// All tools of this server, in the order `tools/list` returns them.

@@ -195,6 +195,7 @@ pub fn router(
         server,
         sessions: LegacySessions::default(),
         message_path: "/message".into(),
+        shutdown: shutdown.clone(),
     };
     Router::new()
         .route("/sse", get(legacy_sse::sse_handler))

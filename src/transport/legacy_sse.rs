@@ -64,6 +64,8 @@ pub struct LegacyState {
     pub sessions: LegacySessions,
     /// Path of the message endpoint as clients must call it.
     pub message_path: String,
+    /// Cancelled when the server shuts down: every open stream then ends.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Removes the session when the SSE stream is dropped (client went away).
@@ -113,7 +115,11 @@ pub async fn sse_handler(
         });
         Ok(Event::default().event("message").data(data))
     });
-    Sse::new(first.chain(messages)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let shutdown = state.shutdown.clone();
+    let stream = first
+        .chain(messages)
+        .take_until(async move { shutdown.cancelled_owned().await });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 /// Query of `POST /message`.
