@@ -15,6 +15,9 @@ pub enum ToolError {
     /// The call is refused by the server's configuration (scoping, modes).
     #[error("refused: {0}")]
     Refused(String),
+    /// The object changed between plan and apply; nothing was applied.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The Kubernetes API answered with an error.
     #[error("Kubernetes API error while {context}: {message}")]
     Kube {
@@ -43,6 +46,7 @@ impl ToolError {
             Self::InvalidArgs(_) => "invalid_arguments",
             Self::NotFound(_) => "not_found",
             Self::Refused(_) => "refused",
+            Self::Conflict(_) => "conflict",
             Self::Kube { .. } => "kubernetes_error",
             Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
@@ -56,6 +60,10 @@ impl ToolError {
             kube::Error::Api(status) if status.code == 404 => {
                 Self::NotFound(format!("{context}: {}", status.message))
             }
+            kube::Error::Api(status) if status.code == 409 => Self::Conflict(format!(
+                "{context}: {}; nothing was applied — the object changed after the plan was made, call the tool again to plan on its current state",
+                status.message
+            )),
             kube::Error::Api(status) => Self::Kube {
                 context,
                 message: format!("{} ({} {})", status.message, status.code, status.reason),

@@ -4,6 +4,7 @@
 //! The binary's CLI lives in `main.rs`; everything else is here so that the
 //! integration tests can drive the same code.
 
+pub mod audit;
 pub mod cluster;
 pub mod error;
 pub mod guard;

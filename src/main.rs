@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+
+use eks_ops_mcp::audit::{self, AuditLog};
 use eks_ops_mcp::cluster::Cluster;
+use eks_ops_mcp::guard::{Guard, GuardConfig};
 use eks_ops_mcp::policy::{self, PolicyEngine};
 use eks_ops_mcp::sandbox::{Sandbox, Scenario};
 use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
@@ -31,9 +35,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the MCP server (stdio by default, or HTTP with --http).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run only the sandbox cluster's Kubernetes API and print a kubeconfig for it (for kubectl).
     Sandbox(SandboxArgs),
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Check and test the Cedar policies.
     Policy {
         #[command(subcommand)]
@@ -65,6 +74,15 @@ impl PolicySource {
         }
         .map_err(|e| format!("policies are not valid:\n{e}"))
     }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of an audit log: detects edited, removed, reordered or truncated records.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +146,31 @@ struct ServeArgs {
     /// Kubeconfig context to use.
     #[arg(long)]
     context: Option<String>,
+    /// Read-only mode: mutating tools are not even listed.
+    #[arg(long)]
+    read_only: bool,
+    /// Shadow mode: every mutation is a server-side dry run; decisions are still made and recorded.
+    #[arg(long, conflicts_with = "read_only")]
+    dry_run_only: bool,
+    /// Only these namespaces (comma-separated); tools refuse others.
+    #[arg(long, value_delimiter = ',')]
+    namespaces: Option<Vec<String>>,
+    #[command(flatten)]
+    policy: PolicySource,
+    /// kubectl verbs agents may use (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "get,describe,logs,top,rollout,scale,delete,cordon,drain"
+    )]
+    allowed_verbs: Vec<String>,
+    /// Highest replica count any action may set.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    replica_ceiling: i64,
+    /// Audit log file (JSON Lines, hash-chained); `-` writes to stderr. Default:
+    /// $XDG_STATE_HOME/eks-ops-mcp/audit.jsonl (~/.local/state/eks-ops-mcp/audit.jsonl).
+    #[arg(long, env = "EKS_OPS_MCP_AUDIT_LOG")]
+    audit_log: Option<String>,
     /// Longest a tool call may take, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     call_timeout: u64,
@@ -181,6 +224,22 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// `$XDG_STATE_HOME/eks-ops-mcp/audit.jsonl`, else `~/.local/state/…`, else the working folder.
+fn default_audit_log() -> String {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    match state {
+        Some(dir) => dir
+            .join("eks-ops-mcp")
+            .join("audit.jsonl")
+            .display()
+            .to_string(),
+        None => "eks-ops-mcp-audit.jsonl".into(),
+    }
+}
+
 /// A bearer token must be long enough not to be guessed.
 fn checked_token(token: &str, what: &str) -> Result<String, String> {
     if token.chars().count() < 16 {
@@ -214,12 +273,37 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
     };
-    let server = EksOpsServer::new(
-        ToolContext { cluster },
-        ServerSettings {
-            call_timeout: Duration::from_secs(args.call_timeout),
-        },
-    );
+    let audit_target = args.audit_log.clone().unwrap_or_else(default_audit_log);
+    let audit = Arc::new(AuditLog::open(&audit_target).map_err(|e| e.to_string())?);
+    tracing::info!(audit = audit.target(), "recording every tool call");
+    let mut ctx = ToolContext::new(cluster);
+    if !args.read_only {
+        let engine = args.policy.load()?;
+        tracing::info!(policies = engine.len(), "policies loaded and validated");
+        let config = GuardConfig {
+            allowed_verbs: args.allowed_verbs.clone(),
+            replica_ceiling: args.replica_ceiling,
+            dry_run_only: args.dry_run_only,
+            namespaces: args.namespaces.clone(),
+        };
+        ctx = ctx.with_guard(Arc::new(Guard::new(
+            Arc::new(engine),
+            audit.clone(),
+            config,
+        )));
+    }
+    if let Some(ns) = &args.namespaces {
+        ctx = ctx.with_scope(ns.clone());
+    }
+    let settings = ServerSettings {
+        call_timeout: Duration::from_secs(args.call_timeout),
+        audit: Some(audit),
+    };
+    let tools = tools::all()
+        .into_iter()
+        .filter(|t| !args.read_only || tools::is_read_only(t))
+        .collect();
+    let server = EksOpsServer::with_tools(ctx, settings, tools);
     let Some(addr) = args.http else {
         return transport::serve_stdio(server)
             .await
@@ -374,9 +458,26 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Sandbox(args) => sandbox(args).await,
             Command::Policy { command } => policy(command),
+            Command::Audit {
+                command: AuditCommand::Verify { file },
+            } => {
+                let v = audit::verify(&file).map_err(|e| e.to_string())?;
+                println!(
+                    "{}: {} records, chain intact{}; last hash {}",
+                    file.display(),
+                    v.records,
+                    if v.head_checked {
+                        ", head matches"
+                    } else {
+                        " (no head file to check the end against)"
+                    },
+                    v.last_hash
+                );
+                Ok(())
+            }
             Command::Tools { write } => print_tools(write),
         }
     });

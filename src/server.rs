@@ -17,7 +17,9 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
+use crate::audit::AuditLog;
 use crate::error::ToolError;
+use crate::guard::{Caller, NoApprover};
 use crate::tools::{self, Registered, ToolContext};
 
 /// Server settings that shape tool behaviour.
@@ -25,12 +27,15 @@ use crate::tools::{self, Registered, ToolContext};
 pub struct ServerSettings {
     /// Longest a tool call may take.
     pub call_timeout: Duration,
+    /// Where every call is recorded (none: not recorded).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_secs(30),
+            audit: None,
         }
     }
 }
@@ -93,12 +98,22 @@ impl EksOpsServer {
         s
     }
 
-    /// Run one tool call to completion: argument parsing, the tool, a timeout, and panic
-    /// isolation. Never panics and never leaves the call unanswered.
+    /// Run one tool call as an anonymous caller that cannot approve escalations.
     pub async fn call(
         &self,
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<CallToolResult, McpError> {
+        self.call_as(name, arguments, Caller::default()).await
+    }
+
+    /// Run one tool call to completion: argument parsing, the tool, a timeout, panic
+    /// isolation, and the audit record. Never panics and never leaves the call unanswered.
+    pub async fn call_as(
+        &self,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        caller: Caller,
     ) -> Result<CallToolResult, McpError> {
         let Some(&idx) = self.inner.by_name.get(name) else {
             let known: Vec<&str> = self
@@ -117,7 +132,10 @@ impl EksOpsServer {
         };
         let tool = &self.inner.tools[idx];
         let handler = tool.handler.clone();
-        let ctx = self.inner.ctx.clone();
+        let mut ctx = self.inner.ctx.clone();
+        let principal = caller.principal.clone();
+        ctx.caller = caller;
+        let audited_args = serde_json::Value::Object(arguments.clone());
         let timeout = self.inner.settings.call_timeout;
         let started = Instant::now();
         // Spawned so that a panic inside the tool is caught by the runtime and reported.
@@ -145,6 +163,28 @@ impl EksOpsServer {
             ))),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(audit) = &self.inner.settings.audit {
+            let (is_error, detail) = match &outcome {
+                Ok((value, _)) => (false, serde_json::json!({"result": value})),
+                Err(e) => (
+                    true,
+                    serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+                ),
+            };
+            let mut record = serde_json::json!({
+                "phase": "completed", "principal": principal, "tool": name,
+                "arguments": audited_args, "is_error": is_error, "duration_ms": elapsed_ms,
+            });
+            if let (Some(r), Some(d)) = (record.as_object_mut(), detail.as_object()) {
+                r.extend(d.clone());
+            }
+            if let Err(e) = audit.append(record) {
+                tracing::error!(tool = name, "audit record could not be written: {e}");
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "{name}: the audit record of this call could not be written ({e}); the server refuses to answer unrecorded"
+                ))]));
+            }
+        }
         Ok(match outcome {
             Ok((value, summary)) => {
                 tracing::debug!(tool = name, elapsed_ms, "tool call succeeded");
@@ -197,10 +237,22 @@ impl ServerHandler for EksOpsServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
-        self.call(&request.name, args).await.map(Into::into)
+        let principal = context
+            .peer
+            .peer_info()
+            .map(|info| info.client_info.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "unknown-client".into());
+        let caller = Caller {
+            principal,
+            approver: Arc::new(NoApprover),
+        };
+        self.call_as(&request.name, args, caller)
+            .await
+            .map(Into::into)
     }
 
     async fn set_level(

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
+use super::mutate;
 use super::resources::{self, RESOURCES, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Store, matches_labels};
@@ -26,7 +27,7 @@ pub struct ApiState {
 }
 
 /// A Kubernetes `Status` failure response.
-fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
+pub(super) fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response {
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message.into(), "reason": reason, "code": code.as_u16()
@@ -34,7 +35,7 @@ fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Respons
     (code, axum::Json(body)).into_response()
 }
 
-fn not_found(rt: &ResourceType, name: &str) -> Response {
+pub(super) fn not_found(rt: &ResourceType, name: &str) -> Response {
     let what = if rt.group.is_empty() {
         rt.plural.to_string()
     } else {
@@ -47,11 +48,11 @@ fn not_found(rt: &ResourceType, name: &str) -> Response {
     )
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
+pub(super) fn bad_request(message: impl Into<String>) -> Response {
     status(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
-fn json_ok(v: Value) -> Response {
+pub(super) fn json_ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
@@ -68,7 +69,8 @@ fn resource_list(group: &str, version: &str) -> Value {
     {
         list.push(json!({
             "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": ["get", "list"], "shortNames": r.short_names,
+            "kind": r.kind, "shortNames": r.short_names,
+            "verbs": if r.plural == "pods" { json!(["get", "list", "patch", "delete"]) } else { json!(["get", "list", "patch"]) },
         }));
         if r.scalable {
             list.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
@@ -76,6 +78,8 @@ fn resource_list(group: &str, version: &str) -> Value {
         }
         if r.plural == "pods" {
             list.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+            list.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy",
+                "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
         }
     }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})
@@ -91,9 +95,15 @@ pub async fn handle(
     State(state): State<ApiState>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let path = uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
@@ -124,8 +134,22 @@ pub async fn handle(
         ["apis", g, v] if resources::groups().iter().any(|(x, y)| x == g && y == v) => {
             json_ok(resource_list(g, v))
         }
-        ["api", "v1", rest @ ..] => resource(&state, &method, "", "v1", rest, &query, &body).await,
-        ["apis", g, v, rest @ ..] => resource(&state, &method, g, v, rest, &query, &body).await,
+        ["api", "v1", rest @ ..] => {
+            resource(
+                &state,
+                &method,
+                "",
+                "v1",
+                rest,
+                &query,
+                &body,
+                &content_type,
+            )
+            .await
+        }
+        ["apis", g, v, rest @ ..] => {
+            resource(&state, &method, g, v, rest, &query, &body, &content_type).await
+        }
         _ => status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -134,6 +158,7 @@ pub async fn handle(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource(
     state: &ApiState,
     method: &Method,
@@ -142,6 +167,7 @@ async fn resource(
     rest: &[&str],
     query: &HashMap<String, String>,
     body: &Bytes,
+    content_type: &str,
 ) -> Response {
     // /namespaces/{ns}/{plural}[/{name}[/{sub}]] or /{plural}[/{name}[/{sub}]]
     let (ns, plural, name, sub) = match rest {
@@ -207,6 +233,15 @@ async fn resource(
         }
         (Method::PATCH | Method::PUT, Some(name), Some("scale")) if rt.scalable => {
             update_scale(state, rt, ns_str, name, query, body).await
+        }
+        (Method::PATCH, Some(name), None) => {
+            mutate::patch_object(state, rt, ns_str, name, query, body, content_type).await
+        }
+        (Method::DELETE, Some(name), None) if rt.plural == "pods" => {
+            mutate::delete_pod(state, ns_str, name, query, body).await
+        }
+        (Method::POST, Some(name), Some("eviction")) if rt.plural == "pods" => {
+            mutate::evict_pod(state, ns_str, name, query, body).await
         }
         (m, _, Some(sub)) if m == Method::GET => status(
             StatusCode::NOT_FOUND,
@@ -359,6 +394,7 @@ async fn update_scale(
         .unwrap_or(1);
     updated["metadata"]["generation"] = json!(gen_ + 1);
     let stored = store.put(rt, ns, name, updated);
+    super::controller::reconcile(&mut store);
     json_ok(scale_of(&stored))
 }
 

@@ -3,6 +3,8 @@
 //! `kube::Client` (and `kubectl`) can be pointed at it.
 
 pub mod api;
+pub mod controller;
+pub mod mutate;
 pub mod resources;
 pub mod scenario;
 pub mod selector;

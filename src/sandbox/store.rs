@@ -34,7 +34,8 @@ fn meta(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }
 
-fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
+/// The string at a path of keys, if any.
+pub fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = obj;
     for p in path {
         cur = cur.get(p)?;
@@ -207,96 +208,9 @@ impl Store {
     /// statuses given in the scenario are completed from the spec.
     fn default_pod_status(&mut self) {
         for ((plural, _, _), pod) in self.objects.iter_mut() {
-            if *plural != "pods" {
-                continue;
+            if *plural == "pods" {
+                fill_pod_status(pod);
             }
-            let created = str_at(pod, &["metadata", "creationTimestamp"])
-                .unwrap_or_default()
-                .to_string();
-            let containers: Vec<(String, String)> = pod
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .map(|cs| {
-                    cs.iter()
-                        .map(|c| {
-                            (
-                                str_at(c, &["name"]).unwrap_or_default().to_string(),
-                                str_at(c, &["image"]).unwrap_or_default().to_string(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let scheduled = pod.pointer("/spec/nodeName").is_some_and(|n| n.is_string());
-            let Some(po) = pod.as_object_mut() else {
-                continue;
-            };
-            let status = po
-                .entry("status")
-                .or_insert_with(|| json!({}))
-                .as_object_mut();
-            let Some(status) = status else { continue };
-            let given: Vec<Value> = status
-                .get("containerStatuses")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let phase = status
-                .get("phase")
-                .and_then(Value::as_str)
-                .unwrap_or("Running")
-                .to_string();
-            let mut statuses = Vec::new();
-            for (name, image) in &containers {
-                let mut cs = json!({
-                    "name": name, "image": image,
-                    "imageID": format!("{image}@sha256:{:0>64}", name.len()),
-                    "containerID": format!("containerd://{}", uuid::Uuid::new_v4().simple()),
-                    "ready": phase == "Running", "restartCount": 0, "started": phase == "Running",
-                    "state": if phase == "Running" { json!({"running": {"startedAt": created}}) }
-                             else { json!({"waiting": {"reason": "ContainerCreating"}}) },
-                    "lastState": {}
-                });
-                if let Some(g) = given.iter().find(|g| str_at(g, &["name"]) == Some(name))
-                    && let (Some(c), Some(g)) = (cs.as_object_mut(), g.as_object())
-                {
-                    for (k, v) in g {
-                        c.insert(k.clone(), v.clone());
-                    }
-                    if g.get("state").and_then(|s| s.get("waiting")).is_some()
-                        && !g.contains_key("ready")
-                    {
-                        c.insert("ready".into(), json!(false));
-                    }
-                }
-                statuses.push(cs);
-            }
-            let all_ready = !statuses.is_empty()
-                && statuses
-                    .iter()
-                    .all(|c| c.get("ready").and_then(Value::as_bool) == Some(true));
-            if scheduled {
-                status.insert("containerStatuses".into(), Value::Array(statuses));
-            } else {
-                // an unscheduled pod has no containers yet
-                status.remove("containerStatuses");
-            }
-            status.insert("phase".into(), json!(phase));
-            status.entry("qosClass").or_insert(json!("Burstable"));
-            status.entry("startTime").or_insert(json!(created));
-            if phase != "Pending" {
-                status.entry("podIP").or_insert(json!("10.0.1.10"));
-                status.entry("hostIP").or_insert(json!("10.0.1.11"));
-            }
-            let cond = |t: &str, ok: bool| json!({"type": t, "status": if ok {"True"} else {"False"}, "lastTransitionTime": created});
-            status.entry("conditions").or_insert_with(|| {
-                json!([
-                    cond("PodScheduled", phase != "Pending"),
-                    cond("Initialized", true),
-                    cond("ContainersReady", all_ready),
-                    cond("Ready", all_ready),
-                ])
-            });
         }
     }
 
@@ -425,6 +339,44 @@ impl Store {
         obj
     }
 
+    /// Create a new object with server-set metadata (uid, resourceVersion, creation time).
+    pub fn create(&mut self, rt: &ResourceType, ns: &str, mut obj: Value) -> Value {
+        let now = Timestamp::now();
+        if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+            m.insert(
+                "creationTimestamp".into(),
+                json!(
+                    now.round(jiff::Unit::Second)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        self.fill_metadata(&mut obj, rt, ns, now);
+        let name = str_at(&obj, &["metadata", "name"])
+            .unwrap_or_default()
+            .to_string();
+        self.objects
+            .insert((key_of(rt), ns.to_string(), name), obj.clone());
+        obj
+    }
+
+    /// Remove an object; returns it.
+    pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str) -> Option<Value> {
+        self.resource_version += 1;
+        self.objects
+            .remove(&(key_of(rt), ns.to_string(), name.to_string()))
+    }
+
+    /// Keys (namespace, name) of every object of a type.
+    pub fn keys(&self, rt: &ResourceType) -> Vec<(String, String)> {
+        self.objects
+            .keys()
+            .filter(|(p, _, _)| *p == key_of(rt))
+            .map(|(_, n, name)| (n.clone(), name.clone()))
+            .collect()
+    }
+
     /// All objects of a type, in a namespace or (with `None`) in all namespaces, sorted by
     /// namespace and name.
     pub fn list(&self, rt: &ResourceType, ns: Option<&str>) -> Vec<&Value> {
@@ -469,7 +421,8 @@ pub fn revision_of(obj: &Value) -> i64 {
         .unwrap_or(-1)
 }
 
-fn pod_ready(pod: &Value) -> bool {
+/// Whether a pod's Ready condition is True.
+pub fn pod_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
@@ -486,4 +439,94 @@ pub fn matches_labels(obj: &Value, sel: &LabelSelector) -> bool {
             .and_then(|m| m.get("labels"))
             .and_then(Value::as_object),
     )
+}
+
+/// Complete a pod's status the way the kubelet would report a healthy pod: phase Running,
+/// container statuses for every container of the spec (those given are kept), conditions.
+pub fn fill_pod_status(pod: &mut Value) {
+    let created = str_at(pod, &["metadata", "creationTimestamp"])
+        .unwrap_or_default()
+        .to_string();
+    let containers: Vec<(String, String)> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        str_at(c, &["name"]).unwrap_or_default().to_string(),
+                        str_at(c, &["image"]).unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let scheduled = pod.pointer("/spec/nodeName").is_some_and(|n| n.is_string());
+    let Some(po) = pod.as_object_mut() else {
+        return;
+    };
+    let status = po
+        .entry("status")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    let Some(status) = status else { return };
+    let given: Vec<Value> = status
+        .get("containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let phase = status
+        .get("phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Running")
+        .to_string();
+    let mut statuses = Vec::new();
+    for (name, image) in &containers {
+        let mut cs = json!({
+            "name": name, "image": image,
+            "imageID": format!("{image}@sha256:{:0>64}", name.len()),
+            "containerID": format!("containerd://{}", uuid::Uuid::new_v4().simple()),
+            "ready": phase == "Running", "restartCount": 0, "started": phase == "Running",
+            "state": if phase == "Running" { json!({"running": {"startedAt": created}}) }
+                     else { json!({"waiting": {"reason": "ContainerCreating"}}) },
+            "lastState": {}
+        });
+        if let Some(g) = given.iter().find(|g| str_at(g, &["name"]) == Some(name))
+            && let (Some(c), Some(g)) = (cs.as_object_mut(), g.as_object())
+        {
+            for (k, v) in g {
+                c.insert(k.clone(), v.clone());
+            }
+            if g.get("state").and_then(|s| s.get("waiting")).is_some() && !g.contains_key("ready") {
+                c.insert("ready".into(), json!(false));
+            }
+        }
+        statuses.push(cs);
+    }
+    let all_ready = !statuses.is_empty()
+        && statuses
+            .iter()
+            .all(|c| c.get("ready").and_then(Value::as_bool) == Some(true));
+    if scheduled {
+        status.insert("containerStatuses".into(), Value::Array(statuses));
+    } else {
+        // an unscheduled pod has no containers yet
+        status.remove("containerStatuses");
+    }
+    status.insert("phase".into(), json!(phase));
+    status.entry("qosClass").or_insert(json!("Burstable"));
+    status.entry("startTime").or_insert(json!(created));
+    if phase != "Pending" {
+        status.entry("podIP").or_insert(json!("10.0.1.10"));
+        status.entry("hostIP").or_insert(json!("10.0.1.11"));
+    }
+    let cond = |t: &str, ok: bool| json!({"type": t, "status": if ok {"True"} else {"False"}, "lastTransitionTime": created});
+    status.entry("conditions").or_insert_with(|| {
+        json!([
+            cond("PodScheduled", phase != "Pending"),
+            cond("Initialized", true),
+            cond("ContainersReady", all_ready),
+            cond("Ready", all_ready),
+        ])
+    });
 }

@@ -86,6 +86,7 @@ impl Tool for GetPodLogs {
     type Output = Output;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<Output, ToolError> {
+        ctx.check_scope(Some(&args.namespace))?;
         check_namespace(&args.namespace)?;
         check_name("pod", &args.pod)?;
         let tail = bounded("tail_lines", args.tail_lines, 200, 10_000)?;

@@ -322,6 +322,7 @@ impl Tool for GetPodStatus {
     type Output = Output;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<Output, ToolError> {
+        ctx.check_scope(args.namespace.as_deref())?;
         if let Some(ns) = &args.namespace {
             check_namespace(ns)?;
         }

@@ -82,6 +82,7 @@ impl Tool for GetRolloutHistory {
     type Output = Output;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<Output, ToolError> {
+        ctx.check_scope(Some(&args.namespace))?;
         check_namespace(&args.namespace)?;
         check_name("name", &args.name)?;
         ctx.cluster.ensure_namespace(&args.namespace).await?;

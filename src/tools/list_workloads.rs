@@ -174,6 +174,7 @@ impl Tool for ListWorkloads {
     type Output = Output;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<Output, ToolError> {
+        ctx.check_scope(args.namespace.as_deref())?;
         if let Some(ns) = &args.namespace {
             check_namespace(ns)?;
         }

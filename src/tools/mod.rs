@@ -12,6 +12,7 @@ pub mod get_pod_logs;
 pub mod get_pod_status;
 pub mod get_rollout_history;
 pub mod list_workloads;
+pub mod scale_deployment;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,12 +26,71 @@ use serde_json::{Map, Value};
 
 use crate::cluster::Cluster;
 use crate::error::ToolError;
+use crate::guard::{Caller, Guard};
 
 /// What a tool can use while it runs.
 #[derive(Clone)]
 pub struct ToolContext {
     /// The cluster the tool talks to.
     pub cluster: Cluster,
+    /// The guard every mutation goes through (absent: the server is read-only).
+    pub guard: Option<Arc<Guard>>,
+    /// Who is calling, and how to ask a human.
+    pub caller: Caller,
+    /// Namespaces tools may touch (`None`: all).
+    pub scope: Option<Arc<Vec<String>>>,
+}
+
+impl ToolContext {
+    /// A context over a cluster, without a guard (read-only).
+    pub fn new(cluster: Cluster) -> Self {
+        Self {
+            cluster,
+            guard: None,
+            caller: Caller::default(),
+            scope: None,
+        }
+    }
+
+    /// Add the guard that mutating tools need.
+    pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// The guard, or a clear refusal when the server has none.
+    pub fn guard(&self) -> Result<&Guard, ToolError> {
+        self.guard.as_deref().ok_or_else(|| {
+            ToolError::Refused(
+                "this server runs without the policy guard, so it cannot change anything".into(),
+            )
+        })
+    }
+
+    /// Limit every tool to these namespaces.
+    pub fn with_scope(mut self, namespaces: Vec<String>) -> Self {
+        self.scope = Some(Arc::new(namespaces));
+        self
+    }
+
+    /// Check a namespace argument against the scope; `None` (all namespaces) is refused when
+    /// the server is scoped.
+    pub fn check_scope(&self, namespace: Option<&str>) -> Result<(), ToolError> {
+        let Some(allowed) = &self.scope else {
+            return Ok(());
+        };
+        match namespace {
+            Some(ns) if allowed.iter().any(|a| a == ns) => Ok(()),
+            Some(ns) => Err(ToolError::Refused(format!(
+                "namespace {ns:?} is outside this server's scope; allowed namespaces: {}",
+                allowed.join(", ")
+            ))),
+            None => Err(ToolError::Refused(format!(
+                "this server is limited to the namespaces {}; name one of them",
+                allowed.join(", ")
+            ))),
+        }
+    }
 }
 
 /// A tool of this server.
@@ -43,6 +103,10 @@ pub trait Tool: Send + Sync + 'static {
     const DESCRIPTION: &'static str;
     /// Whether the tool only reads.
     const READ_ONLY: bool;
+    /// For a mutating tool: whether it may destroy or replace things (pods, capacity).
+    const DESTRUCTIVE: bool = false;
+    /// For a mutating tool: whether calling it again with the same arguments changes nothing more.
+    const IDEMPOTENT: bool = true;
     /// Typed arguments.
     type Args: DeserializeOwned + JsonSchema + Send + 'static;
     /// Typed result.
@@ -87,9 +151,14 @@ pub struct Registered {
 }
 
 fn register<T: Tool>() -> Registered {
-    let annotations = ToolAnnotations::with_title(T::TITLE)
+    let mut annotations = ToolAnnotations::with_title(T::TITLE)
         .read_only(T::READ_ONLY)
         .open_world(false);
+    if !T::READ_ONLY {
+        annotations = annotations
+            .destructive(T::DESTRUCTIVE)
+            .idempotent(T::IDEMPOTENT);
+    }
     let def = ToolDef::new(T::NAME, T::DESCRIPTION, schema_for_type::<T::Args>())
         .with_title(T::TITLE)
         .with_raw_output_schema(schema_for_output::<Envelope<T::Output>>())
@@ -137,5 +206,11 @@ pub fn all() -> Vec<Registered> {
         register::<list_workloads::ListWorkloads>(),
         register::<get_node_status::GetNodeStatus>(),
         register::<get_rollout_history::GetRolloutHistory>(),
+        register::<scale_deployment::ScaleDeployment>(),
     ]
+}
+
+/// Whether a registered tool only reads.
+pub fn is_read_only(t: &Registered) -> bool {
+    t.def.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true)
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import re
 import signal
 import subprocess
@@ -37,10 +38,15 @@ def server_binary() -> Path:
     return Path(os.environ.get("EKS_OPS_MCP_BIN") or DEFAULT_BIN)
 
 
+AUDIT_LOG = os.path.join(tempfile.mkdtemp(prefix="eks-ops-mcp-e2e-"), "audit.jsonl")
+
+
 def server_env(**extra: str) -> dict[str, str]:
     """Environment for a server process: ours, minus any inherited token, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EKS_OPS_MCP_")}
     env["EKS_OPS_MCP_LOG"] = "info"
+    # keep the audit records of test servers out of the user's state folder
+    env["EKS_OPS_MCP_AUDIT_LOG"] = AUDIT_LOG
     env.update(extra)
     return env
 

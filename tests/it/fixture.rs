@@ -2,7 +2,13 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
+use eks_ops_mcp::audit::AuditLog;
 use eks_ops_mcp::cluster::Cluster;
+use eks_ops_mcp::guard::approval::FixedApprover;
+use eks_ops_mcp::guard::{ApprovalOutcome, Caller, Guard, GuardConfig};
+use eks_ops_mcp::policy::PolicyEngine;
 use eks_ops_mcp::sandbox::{Sandbox, Scenario};
 use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
 use eks_ops_mcp::tools::ToolContext;
@@ -12,6 +18,9 @@ use serde_json::Value;
 pub struct Fixture {
     pub sandbox: Sandbox,
     pub server: EksOpsServer,
+    /// The audit log of a guarded fixture.
+    pub audit_path: Option<std::path::PathBuf>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn start() -> Fixture {
@@ -25,12 +34,56 @@ pub async fn start_with(scenario: Scenario) -> Fixture {
         .expect("sandbox starts");
     let client = sandbox.client().expect("client for sandbox");
     let server = EksOpsServer::new(
-        ToolContext {
-            cluster: Cluster::new(client, true),
-        },
+        ToolContext::new(Cluster::new(client, true)),
         ServerSettings::default(),
     );
-    Fixture { sandbox, server }
+    Fixture {
+        sandbox,
+        server,
+        audit_path: None,
+        _dir: None,
+    }
+}
+
+/// A sandbox and a server with the default policies, a guard and an audit log.
+pub async fn start_guarded() -> Fixture {
+    start_guarded_with(GuardConfig::default()).await
+}
+
+/// Like [`start_guarded`], with a guard configuration.
+pub async fn start_guarded_with(config: GuardConfig) -> Fixture {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let scenario = Scenario::builtin().expect("built-in scenario loads");
+    let sandbox = Sandbox::start(&scenario, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("sandbox starts");
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let audit = Arc::new(AuditLog::open(audit_path.to_str().unwrap()).unwrap());
+    let engine = Arc::new(PolicyEngine::builtin().unwrap());
+    let guard = Arc::new(Guard::new(engine, audit.clone(), config));
+    let ctx = ToolContext::new(Cluster::new(sandbox.client().unwrap(), true)).with_guard(guard);
+    let server = EksOpsServer::new(
+        ctx,
+        ServerSettings {
+            audit: Some(audit),
+            ..Default::default()
+        },
+    );
+    Fixture {
+        sandbox,
+        server,
+        audit_path: Some(audit_path),
+        _dir: Some(dir),
+    }
+}
+
+/// A caller whose human gives a fixed answer.
+pub fn caller(answer: ApprovalOutcome) -> Caller {
+    Caller {
+        principal: "test-agent".into(),
+        approver: Arc::new(FixedApprover(answer)),
+    }
 }
 
 impl Fixture {
@@ -41,6 +94,55 @@ impl Fixture {
             .call(tool, args)
             .await
             .expect("no protocol error")
+    }
+
+    /// Call a tool as a given caller; returns the raw result.
+    pub async fn call_as(&self, tool: &str, args: Value, caller: Caller) -> CallToolResult {
+        let args = args.as_object().cloned().expect("arguments are an object");
+        self.server
+            .call_as(tool, args, caller)
+            .await
+            .expect("no protocol error")
+    }
+
+    /// Read an object straight from the sandbox store.
+    pub async fn object(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let rt = eks_ops_mcp::sandbox::resources::RESOURCES
+            .iter()
+            .find(|r| r.plural == plural)
+            .unwrap();
+        self.sandbox.store().read().await.get(rt, ns, name).cloned()
+    }
+
+    /// Names of the pods in a namespace whose name starts with a prefix.
+    pub async fn pods(&self, ns: &str, prefix: &str) -> Vec<String> {
+        let rt = eks_ops_mcp::sandbox::resources::RESOURCES
+            .iter()
+            .find(|r| r.plural == "pods")
+            .unwrap();
+        self.sandbox
+            .store()
+            .read()
+            .await
+            .list(rt, Some(ns))
+            .into_iter()
+            .filter_map(|p| {
+                p.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    }
+
+    /// The audit records written so far.
+    pub fn audit_records(&self) -> Vec<Value> {
+        let path = self.audit_path.as_ref().expect("guarded fixture");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Call a tool that must succeed; returns its structured content.

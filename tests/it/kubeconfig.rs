@@ -19,7 +19,7 @@ async fn kubeconfig_and_context_reach_the_cluster() {
         .await
         .unwrap();
     assert!(!cluster.is_sandbox());
-    let server = EksOpsServer::new(ToolContext { cluster }, ServerSettings::default());
+    let server = EksOpsServer::new(ToolContext::new(cluster), ServerSettings::default());
     let r = server
         .call("get_node_status", json!({}).as_object().cloned().unwrap())
         .await

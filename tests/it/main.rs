@@ -3,6 +3,7 @@
 mod fixture;
 mod kubeconfig;
 mod kubectl;
+mod mutations;
 mod sandbox_api;
 mod server;
 mod tool_files;

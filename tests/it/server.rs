@@ -32,9 +32,10 @@ async fn a_panicking_tool_answers_with_a_tool_error_and_the_server_goes_on() {
         def: ToolDef::new("boom", "panics", Arc::new(serde_json::Map::new())),
         handler: Arc::new(|_ctx, _args| Box::pin(async { panic!("kaboom at {}", 42) })),
     });
-    let ctx = ToolContext {
-        cluster: eks_ops_mcp::cluster::Cluster::new(f.sandbox.client().unwrap(), true),
-    };
+    let ctx = ToolContext::new(eks_ops_mcp::cluster::Cluster::new(
+        f.sandbox.client().unwrap(),
+        true,
+    ));
     let server = EksOpsServer::with_tools(ctx, ServerSettings::default(), tools);
     let r = server.call("boom", Default::default()).await.unwrap();
     assert_eq!(r.is_error, Some(true));
@@ -63,13 +64,15 @@ async fn a_slow_call_times_out_with_a_clear_error() {
             })
         }),
     }];
-    let ctx = ToolContext {
-        cluster: eks_ops_mcp::cluster::Cluster::new(f.sandbox.client().unwrap(), true),
-    };
+    let ctx = ToolContext::new(eks_ops_mcp::cluster::Cluster::new(
+        f.sandbox.client().unwrap(),
+        true,
+    ));
     let server = EksOpsServer::with_tools(
         ctx,
         ServerSettings {
             call_timeout: std::time::Duration::from_millis(200),
+            ..Default::default()
         },
         tools,
     );
@@ -79,7 +82,7 @@ async fn a_slow_call_times_out_with_a_clear_error() {
 }
 
 #[tokio::test]
-async fn every_tool_is_read_only_with_schemas() {
+async fn every_tool_has_schemas_and_honest_annotations() {
     let f = start().await;
     let defs = f.server.tool_defs();
     let names: Vec<&str> = defs.iter().map(|d| d.name.as_ref()).collect();
@@ -91,12 +94,23 @@ async fn every_tool_is_read_only_with_schemas() {
             "get_pod_status",
             "list_workloads",
             "get_node_status",
-            "get_rollout_history"
+            "get_rollout_history",
+            "scale_deployment",
         ]
     );
     for d in &defs {
         let a = d.annotations.as_ref().expect("annotations");
-        assert_eq!(a.read_only_hint, Some(true), "{}", d.name);
+        let mutating = d.name.as_ref() == "scale_deployment";
+        assert_eq!(a.read_only_hint, Some(!mutating), "{}", d.name);
+        if mutating {
+            assert!(
+                a.destructive_hint.is_some() && a.idempotent_hint.is_some(),
+                "{}",
+                d.name
+            );
+            let props = d.input_schema["properties"].as_object().unwrap();
+            assert!(props.contains_key("dry_run"), "{} takes dry_run", d.name);
+        }
         let out = d.output_schema.as_ref().expect("output schema");
         assert_eq!(out.get("type"), Some(&json!("object")), "{}", d.name);
         assert!(out["properties"].get("sandbox").is_some(), "{}", d.name);
