@@ -55,9 +55,7 @@ fn main() {
             .expect("sandbox");
         let client = sb.client().expect("client");
         let server = EksOpsServer::new(
-            ToolContext {
-                cluster: Cluster::new(client.clone(), true),
-            },
+            ToolContext::new(Cluster::new(client.clone(), true)),
             ServerSettings::default(),
         );
         let call = |tool: &'static str, args: Value| {
