@@ -263,11 +263,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         if let Some(p) = &args.kubeconfig_out {
             write_kubeconfig(p, &sb.kubeconfig())?;
         }
-        let client = sb
-            .client()
+        let cluster = sb
+            .cluster()
             .map_err(|e| format!("cannot build a client for the sandbox: {e}"))?;
         _sandbox = Some(sb);
-        Cluster::new(client, true)
+        cluster
     } else {
         Cluster::from_kubeconfig(args.kubeconfig.as_deref(), args.context.as_deref())
             .await

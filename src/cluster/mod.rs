@@ -11,6 +11,8 @@ use kube::api::{ListParams, LogParams, ObjectList};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
+pub mod facts;
+
 use crate::error::ToolError;
 
 /// Resource types a tool may read.
@@ -57,13 +59,31 @@ pub enum ConnectError {
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
+    no_retry: Client,
     sandbox: bool,
 }
 
 impl Cluster {
     /// Wrap a client; `sandbox` marks the embedded simulated cluster.
     pub fn new(client: Client, sandbox: bool) -> Self {
-        Self { client, sandbox }
+        Self {
+            no_retry: client.clone(),
+            client,
+            sandbox,
+        }
+    }
+
+    /// Build the clients from a configuration: one that retries throttled requests, and one
+    /// that does not, for the Eviction API, where 429 means "a PodDisruptionBudget says not
+    /// now" and must be reported, not retried for minutes.
+    pub fn from_config(config: kube::Config, sandbox: bool) -> Result<Self, kube::Error> {
+        let mut once = config.clone();
+        once.default_retry = false;
+        Ok(Self {
+            client: Client::try_from(config)?,
+            no_retry: Client::try_from(once)?,
+            sandbox,
+        })
     }
 
     /// Connect with the standard kubeconfig (or in-cluster config), optionally a given
@@ -84,7 +104,7 @@ impl Cluster {
             None if context.is_some() => kube::Config::from_kubeconfig(&options).await?,
             None => kube::Config::infer().await?,
         };
-        Ok(Self::new(Client::try_from(config)?, false))
+        Ok(Self::from_config(config, false)?)
     }
 
     /// Whether this is the embedded sandbox cluster.
@@ -116,6 +136,7 @@ impl Cluster {
     pub fn writer(&self, _token: &crate::guard::GuardToken) -> Writer {
         Writer {
             client: self.client.clone(),
+            no_retry: self.no_retry.clone(),
         }
     }
 
@@ -180,9 +201,15 @@ impl ReadApi<core::v1::Pod> {
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
+    no_retry: Client,
 }
 
 impl Writer {
+    /// Pods of a namespace through the client that does not retry 429 (for evictions).
+    pub fn evictions(&self, namespace: &str) -> Api<core::v1::Pod> {
+        Api::namespaced(self.no_retry.clone(), namespace)
+    }
+
     /// A typed API with write methods, namespaced (never Secrets or ConfigMaps: they are not
     /// [`Readable`]).
     pub fn namespaced<K>(&self, namespace: &str) -> Api<K>

@@ -110,13 +110,22 @@ impl Sandbox {
 
     /// A `kube::Client` for the sandbox.
     pub fn client(&self) -> Result<kube::Client, kube::Error> {
+        kube::Client::try_from(self.config())
+    }
+
+    /// A client configuration for the sandbox.
+    pub fn config(&self) -> kube::Config {
         // formatted from a SocketAddr, so always a valid URI
         let url: http::Uri = self
             .url()
             .parse()
             .expect("socket address forms a valid URI");
-        let config = kube::Config::new(url);
-        kube::Client::try_from(config)
+        kube::Config::new(url)
+    }
+
+    /// The sandbox as a [`crate::cluster::Cluster`].
+    pub fn cluster(&self) -> Result<crate::cluster::Cluster, kube::Error> {
+        crate::cluster::Cluster::from_config(self.config(), true)
     }
 
     /// Stop the API server.

@@ -118,3 +118,97 @@ mod tests {
         assert!(bounded("limit", Some(501), 50, 500).is_err());
     }
 }
+
+/// An RFC 7386 merge patch that turns `from` into `to`: keys missing in `to` are set to
+/// null, objects are diffed recursively, anything else is replaced. Used to write a whole
+/// pod template back (as `kubectl rollout undo` does) with a merge patch.
+pub fn merge_diff(from: &serde_json::Value, to: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    match (from, to) {
+        (Value::Object(f), Value::Object(t)) => {
+            let mut out = Map::new();
+            for k in f.keys() {
+                if !t.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            for (k, tv) in t {
+                match f.get(k) {
+                    Some(fv) if fv == tv => {}
+                    Some(fv) if fv.is_object() && tv.is_object() => {
+                        out.insert(k.clone(), merge_diff(fv, tv));
+                    }
+                    _ => {
+                        out.insert(k.clone(), tv.clone());
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        (_, t) => t.clone(),
+    }
+}
+
+/// Pods a rolling update takes down at once: `maxUnavailable` of `replicas` (rounded down,
+/// as the deployment controller does; 25% when unset); all of them for `Recreate`.
+pub fn rollout_unavailable(
+    strategy: Option<&k8s_openapi::api::apps::v1::DeploymentStrategy>,
+    replicas: i64,
+) -> i64 {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    if strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate") {
+        return replicas;
+    }
+    let max = strategy
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.max_unavailable.clone())
+        .unwrap_or(IntOrString::String("25%".into()));
+    match max {
+        IntOrString::Int(n) => i64::from(n).min(replicas),
+        IntOrString::String(s) => {
+            let pct: i64 = s.trim_end_matches('%').trim().parse().unwrap_or(25);
+            (replicas * pct / 100).min(replicas)
+        }
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_diff_round_trips_through_a_merge_patch() {
+        let from = json!({"metadata": {"labels": {"app": "x", "old": "1"}}, "spec": {"containers": [{"name": "a", "image": "v2"}], "nodeSelector": {"a": "b"}}});
+        let to = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "a", "image": "v1"}]}});
+        let patch = merge_diff(&from, &to);
+        assert_eq!(
+            patch,
+            json!({"metadata": {"labels": {"old": null}}, "spec": {"nodeSelector": null, "containers": [{"name": "a", "image": "v1"}]}})
+        );
+        let mut applied = from.clone();
+        crate::sandbox::mutate::merge_patch(&mut applied, &patch);
+        assert_eq!(applied, to);
+    }
+
+    #[test]
+    fn rollout_unavailable_follows_the_strategy() {
+        use k8s_openapi::api::apps::v1::{DeploymentStrategy, RollingUpdateDeployment};
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        assert_eq!(rollout_unavailable(None, 4), 1);
+        assert_eq!(rollout_unavailable(None, 3), 0);
+        let recreate = DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            ..Default::default()
+        };
+        assert_eq!(rollout_unavailable(Some(&recreate), 4), 4);
+        let two = DeploymentStrategy {
+            rolling_update: Some(RollingUpdateDeployment {
+                max_unavailable: Some(IntOrString::Int(2)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(rollout_unavailable(Some(&two), 4), 2);
+    }
+}

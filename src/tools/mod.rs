@@ -5,14 +5,21 @@
 //! registry wraps every output in an envelope that says whether it came from the
 //! sandbox.
 
+pub mod adjust_hpa;
 pub mod common;
+pub mod cordon_node;
+pub mod drain_node;
 pub mod get_events;
 pub mod get_node_status;
 pub mod get_pod_logs;
 pub mod get_pod_status;
 pub mod get_rollout_history;
 pub mod list_workloads;
+pub mod restart_pod;
+pub mod restart_workload;
+pub mod rollback;
 pub mod scale_deployment;
+pub mod uncordon_node;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -207,6 +214,13 @@ pub fn all() -> Vec<Registered> {
         register::<get_node_status::GetNodeStatus>(),
         register::<get_rollout_history::GetRolloutHistory>(),
         register::<scale_deployment::ScaleDeployment>(),
+        register::<rollback::Rollback>(),
+        register::<restart_pod::RestartPod>(),
+        register::<restart_workload::RestartWorkload>(),
+        register::<adjust_hpa::AdjustHpa>(),
+        register::<cordon_node::CordonNode>(),
+        register::<uncordon_node::UncordonNode>(),
+        register::<drain_node::DrainNode>(),
     ]
 }
 

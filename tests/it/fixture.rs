@@ -62,7 +62,7 @@ pub async fn start_guarded_with(config: GuardConfig) -> Fixture {
     let audit = Arc::new(AuditLog::open(audit_path.to_str().unwrap()).unwrap());
     let engine = Arc::new(PolicyEngine::builtin().unwrap());
     let guard = Arc::new(Guard::new(engine, audit.clone(), config));
-    let ctx = ToolContext::new(Cluster::new(sandbox.client().unwrap(), true)).with_guard(guard);
+    let ctx = ToolContext::new(sandbox.cluster().unwrap()).with_guard(guard);
     let server = EksOpsServer::new(
         ctx,
         ServerSettings {

@@ -96,11 +96,18 @@ async fn every_tool_has_schemas_and_honest_annotations() {
             "get_node_status",
             "get_rollout_history",
             "scale_deployment",
+            "rollback",
+            "restart_pod",
+            "restart_workload",
+            "adjust_hpa",
+            "cordon_node",
+            "uncordon_node",
+            "drain_node",
         ]
     );
     for d in &defs {
         let a = d.annotations.as_ref().expect("annotations");
-        let mutating = d.name.as_ref() == "scale_deployment";
+        let mutating = !d.name.starts_with("get_") && d.name != "list_workloads";
         assert_eq!(a.read_only_hint, Some(!mutating), "{}", d.name);
         if mutating {
             assert!(
