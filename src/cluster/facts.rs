@@ -129,7 +129,7 @@ pub async fn node_facts(
         .items;
     let evictable: Vec<Pod> = pods
         .into_iter()
-        .filter(|p| !controller_of(&p.metadata).is_some_and(|(k, _)| k == "DaemonSet"))
+        .filter(|p| controller_of(&p.metadata).is_none_or(|(k, _)| k != "DaemonSet"))
         .filter(|p| {
             !p.metadata
                 .annotations

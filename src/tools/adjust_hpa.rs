@@ -171,12 +171,10 @@ impl Tool for AdjustHpa {
             ("min_replicas", args.min_replicas),
             ("max_replicas", args.max_replicas),
         ] {
-            if let Some(v) = v {
-                if !(1..=MAX_REPLICAS_ARG).contains(&v) {
-                    return Err(ToolError::invalid(format!(
-                        "{arg} {v} is out of range: it must be between 1 and {MAX_REPLICAS_ARG}"
-                    )));
-                }
+            if let Some(v) = v.filter(|v| !(1..=MAX_REPLICAS_ARG).contains(v)) {
+                return Err(ToolError::invalid(format!(
+                    "{arg} {v} is out of range: it must be between 1 and {MAX_REPLICAS_ARG}"
+                )));
             }
         }
         ctx.guard()?
