@@ -14,3 +14,4 @@ pub mod sandbox;
 pub mod server;
 pub mod tools;
 pub mod transport;
+pub mod forecast;
