@@ -60,7 +60,9 @@ pub fn regularize(points: &[(i64, f64)]) -> Result<(Regular, Vec<String>), Forec
     }
     let finite = points.iter().filter(|(_, v)| v.is_finite()).count();
     if finite == 0 {
-        return Err(ForecastError::Invalid("the series has no finite value (all NaN or infinite)".into()));
+        return Err(ForecastError::Invalid(
+            "the series has no finite value (all NaN or infinite)".into(),
+        ));
     }
     // the step is the most common spacing
     let mut diffs: Vec<i64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
@@ -87,7 +89,9 @@ pub fn regularize(points: &[(i64, f64)]) -> Result<(Regular, Vec<String>), Forec
         }
     }
     if off_grid > 0 {
-        warnings.push(format!("{off_grid} point(s) were not on the {step} s grid and were moved to the nearest step"));
+        warnings.push(format!(
+            "{off_grid} point(s) were not on the {step} s grid and were moved to the nearest step"
+        ));
     }
     let missing = values.iter().filter(|v| v.is_nan()).count();
     if missing > 0 {
@@ -99,15 +103,28 @@ pub fn regularize(points: &[(i64, f64)]) -> Result<(Regular, Vec<String>), Forec
     }
     let negative = values.iter().filter(|v| **v < 0.0).count();
     if negative > 0 {
-        warnings.push(format!("{negative} value(s) are negative; a load metric usually is not — check the query"));
+        warnings.push(format!(
+            "{negative} value(s) are negative; a load metric usually is not — check the query"
+        ));
     }
-    Ok((Regular { start, step, values }, warnings))
+    Ok((
+        Regular {
+            start,
+            step,
+            values,
+        },
+        warnings,
+    ))
 }
 
 /// Fill NaN values by linear interpolation between neighbours (edges take the nearest value).
 pub fn fill_gaps(values: &mut [f64]) {
-    let known: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_finite()).collect();
-    let (Some(&first), Some(&last)) = (known.first(), known.last()) else { return };
+    let known: Vec<usize> = (0..values.len())
+        .filter(|&i| values[i].is_finite())
+        .collect();
+    let (Some(&first), Some(&last)) = (known.first(), known.last()) else {
+        return;
+    };
     for i in 0..first {
         values[i] = values[first];
     }
@@ -138,11 +155,17 @@ mod tests {
 
     #[test]
     fn bad_input_is_explained() {
-        let e = regularize(&[(0, 1.0), (60, 2.0), (60, 3.0)]).unwrap_err().to_string();
+        let e = regularize(&[(0, 1.0), (60, 2.0), (60, 3.0)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("appears twice"), "{e}");
-        let e = regularize(&[(0, 1.0), (120, 2.0), (60, 3.0)]).unwrap_err().to_string();
+        let e = regularize(&[(0, 1.0), (120, 2.0), (60, 3.0)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not sorted"), "{e}");
-        let e = regularize(&[(0, f64::NAN), (60, f64::NAN), (120, f64::NAN)]).unwrap_err().to_string();
+        let e = regularize(&[(0, f64::NAN), (60, f64::NAN), (120, f64::NAN)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no finite value"), "{e}");
         assert!(regularize(&[(0, 1.0)]).is_err());
         let (_, w) = regularize(&[(0, -1.0), (60, 2.0), (120, 3.0)]).unwrap();

@@ -3,6 +3,7 @@
 //! interval. Pure computation: points in, forecast out.
 
 pub mod anomaly;
+pub mod evaluate;
 pub mod history;
 pub mod models;
 pub mod seasonality;
@@ -68,7 +69,11 @@ impl ErrorSums {
             let (f, lo, hi) = (p.point[i], p.lower[i], p.upper[i]);
             self.abs += (f - a).abs();
             let denom = f.abs() + a.abs();
-            self.smape += if denom > 0.0 { 2.0 * (f - a).abs() / denom } else { 0.0 };
+            self.smape += if denom > 0.0 {
+                2.0 * (f - a).abs() / denom
+            } else {
+                0.0
+            };
             self.inside += usize::from(*a >= lo && *a <= hi);
             self.over += usize::from(f > *a);
             self.under += usize::from(f < *a);
@@ -80,7 +85,11 @@ impl ErrorSums {
     pub fn accuracy(&self, scale: f64) -> Accuracy {
         let n = self.n.max(1) as f64;
         Accuracy {
-            mase: if scale > 0.0 { self.abs / n / scale } else { f64::INFINITY },
+            mase: if scale > 0.0 {
+                self.abs / n / scale
+            } else {
+                f64::INFINITY
+            },
             smape: 100.0 * self.smape / n,
             coverage: self.inside as f64 / n,
             over_rate: self.over as f64 / n,
@@ -154,10 +163,19 @@ fn level_shift(y: &[f64], day: usize, weekly: bool) -> Option<String> {
         s[s.len() / 2]
     };
     // whole days counted back from the end, newest first
-    let days: Vec<f64> = y.rchunks(day).filter(|c| c.len() == day).map(median).collect();
+    let days: Vec<f64> = y
+        .rchunks(day)
+        .filter(|c| c.len() == day)
+        .map(median)
+        .collect();
     let (last, before) = days.split_first()?;
     let comparable: Vec<f64> = if weekly {
-        before.iter().enumerate().filter(|(i, _)| (i + 1) % 7 == 0).map(|(_, d)| *d).collect()
+        before
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i + 1) % 7 == 0)
+            .map(|(_, d)| *d)
+            .collect()
     } else {
         before.to_vec()
     };
@@ -177,10 +195,15 @@ fn level_shift(y: &[f64], day: usize, weekly: bool) -> Option<String> {
 /// Forecast a series of (unix seconds, value) points.
 pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, ForecastError> {
     if opts.horizon == 0 {
-        return Err(ForecastError::Invalid("horizon must be at least one step".into()));
+        return Err(ForecastError::Invalid(
+            "horizon must be at least one step".into(),
+        ));
     }
     if !(0.5..1.0).contains(&opts.level) {
-        return Err(ForecastError::Invalid(format!("level {} must be in [0.5, 1), e.g. 0.9 or 0.95", opts.level)));
+        return Err(ForecastError::Invalid(format!(
+            "level {} must be in [0.5, 1), e.g. 0.9 or 0.95",
+            opts.level
+        )));
     }
     let (history, mut warnings) = regularize(points)?;
     let span = history.span_seconds();
@@ -209,12 +232,25 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
     if let Some(w) = level_shift(y, day, season.weekly.is_some()) {
         warnings.push(w);
     }
-    let spread = y.iter().cloned().fold(f64::MIN, f64::max) - y.iter().cloned().fold(f64::MAX, f64::min);
+    let spread =
+        y.iter().cloned().fold(f64::MIN, f64::max) - y.iter().cloned().fold(f64::MAX, f64::min);
     if spread <= f64::EPSILON * y[0].abs().max(1.0) {
         warnings.push("the series is constant: the forecast is that constant".into());
         let c = y[0];
-        let flat = Prediction { point: vec![c; opts.horizon], lower: vec![c; opts.horizon], upper: vec![c; opts.horizon] };
-        return Ok(Outcome { history, seasonality: season, model: ModelKind::Naive, prediction: flat, candidates: vec![], backtest: None, warnings });
+        let flat = Prediction {
+            point: vec![c; opts.horizon],
+            lower: vec![c; opts.horizon],
+            upper: vec![c; opts.horizon],
+        };
+        return Ok(Outcome {
+            history,
+            seasonality: season,
+            model: ModelKind::Naive,
+            prediction: flat,
+            candidates: vec![],
+            backtest: None,
+            warnings,
+        });
     }
 
     let scale = mase_scale(y, season.daily.unwrap_or(1));
@@ -252,7 +288,11 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
             }
         }
         let accuracy = (error.is_none() && sums.n > 0).then(|| sums.accuracy(scale));
-        candidates.push(Candidate { model: kind, accuracy, error });
+        candidates.push(Candidate {
+            model: kind,
+            accuracy,
+            error,
+        });
     }
     let best = candidates
         .iter()
@@ -265,20 +305,39 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
         (None, Some(k)) => k,
         (None, None) => {
             warnings.push("the history is too short for a backtest; the model was chosen by the seasonality found".into());
-            if season.periods().is_empty() { ModelKind::Naive } else { ModelKind::MstlEts }
+            if season.periods().is_empty() {
+                ModelKind::Naive
+            } else {
+                ModelKind::MstlEts
+            }
         }
     };
     let prediction = match predict(model, y, &season, opts.horizon, opts.level) {
         Ok(p) => p,
         Err(e) if model == ModelKind::MstlEts => {
             warnings.push(format!("{e}; fell back to seasonal naive"));
-            let fallback = if season.daily.is_some() { ModelKind::SeasonalNaiveDaily } else { ModelKind::Naive };
+            let fallback = if season.daily.is_some() {
+                ModelKind::SeasonalNaiveDaily
+            } else {
+                ModelKind::Naive
+            };
             predict(fallback, y, &season, opts.horizon, opts.level)?
         }
         Err(e) => return Err(e),
     };
-    let backtest = candidates.iter().find(|c| c.model == model).and_then(|c| c.accuracy.clone());
-    Ok(Outcome { history, seasonality: season, model, prediction, candidates, backtest, warnings })
+    let backtest = candidates
+        .iter()
+        .find(|c| c.model == model)
+        .and_then(|c| c.accuracy.clone());
+    Ok(Outcome {
+        history,
+        seasonality: season,
+        model,
+        prediction,
+        candidates,
+        backtest,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -290,11 +349,14 @@ mod tests {
         let mut x = 7u64;
         (0..days * day)
             .map(|i| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let r = ((x >> 33) as f64 / (1u64 << 31) as f64) - 0.5;
                 let d = (i % day) as f64 / day as f64;
                 let weekend = if (i / day) % 7 >= 5 { 0.7 } else { 1.0 };
-                let v = (200.0 + 120.0 * (2.0 * std::f64::consts::PI * (d - 0.25)).sin()) * weekend + noise * r;
+                let v = (200.0 + 120.0 * (2.0 * std::f64::consts::PI * (d - 0.25)).sin()) * weekend
+                    + noise * r;
                 (1_700_000_000 + i as i64 * 300, v)
             })
             .collect()
@@ -303,13 +365,29 @@ mod tests {
     #[test]
     fn a_seasonal_series_is_forecast_well() {
         let pts = synthetic(21, 10.0);
-        let out = forecast(&pts, Options { horizon: 24, level: 0.9, model: None }).unwrap();
+        let out = forecast(
+            &pts,
+            Options {
+                horizon: 24,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap();
         assert_eq!(out.seasonality.daily, Some(288));
         assert_eq!(out.seasonality.weekly, Some(2016));
         let bt = out.backtest.clone().unwrap();
-        assert!(bt.mase < 0.8, "MASE {} should be well under 1 ({:?})", bt.mase, out.candidates);
+        assert!(
+            bt.mase < 0.8,
+            "MASE {} should be well under 1 ({:?})",
+            bt.mase,
+            out.candidates
+        );
         for i in 0..24 {
-            assert!(out.prediction.lower[i] <= out.prediction.point[i] && out.prediction.point[i] <= out.prediction.upper[i]);
+            assert!(
+                out.prediction.lower[i] <= out.prediction.point[i]
+                    && out.prediction.point[i] <= out.prediction.upper[i]
+            );
         }
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
     }
@@ -317,18 +395,75 @@ mod tests {
     #[test]
     fn bad_input_is_refused_with_reasons() {
         let pts = synthetic(21, 1.0);
-        let e = forecast(&pts[..200], Options { horizon: 12, level: 0.9, model: None }).unwrap_err().to_string();
+        let e = forecast(
+            &pts[..200],
+            Options {
+                horizon: 12,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("at least 24 h"), "{e}");
-        let e = forecast(&pts, Options { horizon: 0, level: 0.9, model: None }).unwrap_err().to_string();
+        let e = forecast(
+            &pts,
+            Options {
+                horizon: 0,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("at least one step"), "{e}");
-        let e = forecast(&pts, Options { horizon: 1_000_000, level: 0.9, model: None }).unwrap_err().to_string();
+        let e = forecast(
+            &pts,
+            Options {
+                horizon: 1_000_000,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("longer than the history"), "{e}");
-        let e = forecast(&pts, Options { horizon: 12, level: 1.5, model: None }).unwrap_err().to_string();
+        let e = forecast(
+            &pts,
+            Options {
+                horizon: 12,
+                level: 1.5,
+                model: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("level"), "{e}");
-        let short = forecast(&pts[..288 * 3], Options { horizon: 12, level: 0.9, model: None }).unwrap();
-        assert!(short.warnings.iter().any(|w| w.contains("weekly seasonality cannot be detected")));
+        let short = forecast(
+            &pts[..288 * 3],
+            Options {
+                horizon: 12,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap();
+        assert!(
+            short
+                .warnings
+                .iter()
+                .any(|w| w.contains("weekly seasonality cannot be detected"))
+        );
         let flat: Vec<(i64, f64)> = (0..600).map(|i| (i * 300, 5.0)).collect();
-        let out = forecast(&flat, Options { horizon: 10, level: 0.9, model: None }).unwrap();
+        let out = forecast(
+            &flat,
+            Options {
+                horizon: 10,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap();
         assert_eq!(out.prediction.point, vec![5.0; 10]);
         assert!(out.warnings.iter().any(|w| w.contains("constant")));
     }

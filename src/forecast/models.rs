@@ -54,16 +54,43 @@ pub struct Prediction {
 
 /// Standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9).
 /// Written here because it is one small function; no statistics crate is otherwise needed.
+#[allow(clippy::excessive_precision)] // the coefficients as published
 pub fn normal_quantile(p: f64) -> f64 {
     let p = p.clamp(1e-12, 1.0 - 1e-12);
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let plow = 0.02425;
     if p < plow {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - plow {
         let q = p - 0.5;
         let r = q * q;
@@ -75,15 +102,27 @@ pub fn normal_quantile(p: f64) -> f64 {
 }
 
 /// Seasonal naive with lag `m` (m = 1: naive), with intervals from the lag-m differences.
-fn seasonal_naive(y: &[f64], m: usize, horizon: usize, level: f64) -> Result<Prediction, ForecastError> {
+fn seasonal_naive(
+    y: &[f64],
+    m: usize,
+    horizon: usize,
+    level: f64,
+) -> Result<Prediction, ForecastError> {
     if y.len() <= m {
-        return Err(ForecastError::Invalid(format!("{} values are too few for a lag of {m}", y.len())));
+        return Err(ForecastError::Invalid(format!(
+            "{} values are too few for a lag of {m}",
+            y.len()
+        )));
     }
     let n = y.len();
     let diffs: Vec<f64> = (m..n).map(|t| y[t] - y[t - m]).collect();
     let sigma = (diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64).sqrt();
     let z = normal_quantile(0.5 + level / 2.0);
-    let mut p = Prediction { point: Vec::with_capacity(horizon), lower: Vec::with_capacity(horizon), upper: Vec::with_capacity(horizon) };
+    let mut p = Prediction {
+        point: Vec::with_capacity(horizon),
+        lower: Vec::with_capacity(horizon),
+        upper: Vec::with_capacity(horizon),
+    };
     for h in 0..horizon {
         let v = y[n - m + (h % m)];
         let k = (h / m + 1) as f64;
@@ -96,28 +135,65 @@ fn seasonal_naive(y: &[f64], m: usize, horizon: usize, level: f64) -> Result<Pre
 }
 
 /// Fit `kind` on `y` and forecast `horizon` steps with intervals at `level` (e.g. 0.9).
-pub fn predict(kind: ModelKind, y: &[f64], season: &Seasonality, horizon: usize, level: f64) -> Result<Prediction, ForecastError> {
+pub fn predict(
+    kind: ModelKind,
+    y: &[f64],
+    season: &Seasonality,
+    horizon: usize,
+    level: f64,
+) -> Result<Prediction, ForecastError> {
     match kind {
         ModelKind::Naive => seasonal_naive(y, 1, horizon, level),
-        ModelKind::SeasonalNaiveDaily => seasonal_naive(y, season.daily.ok_or_else(|| ForecastError::Invalid("no daily seasonality".into()))?, horizon, level),
-        ModelKind::SeasonalNaiveWeekly => seasonal_naive(y, season.weekly.ok_or_else(|| ForecastError::Invalid("no weekly seasonality".into()))?, horizon, level),
+        ModelKind::SeasonalNaiveDaily => seasonal_naive(
+            y,
+            season
+                .daily
+                .ok_or_else(|| ForecastError::Invalid("no daily seasonality".into()))?,
+            horizon,
+            level,
+        ),
+        ModelKind::SeasonalNaiveWeekly => seasonal_naive(
+            y,
+            season
+                .weekly
+                .ok_or_else(|| ForecastError::Invalid("no weekly seasonality".into()))?,
+            horizon,
+            level,
+        ),
         ModelKind::MstlEts => {
             let periods = season.periods();
             if periods.is_empty() {
-                return Err(ForecastError::Invalid("MSTL needs at least one seasonal period".into()));
+                return Err(ForecastError::Invalid(
+                    "MSTL needs at least one seasonal period".into(),
+                ));
             }
             let model = MSTLModel::new(periods, AutoETS::non_seasonal().into_trend_model());
-            let fit = model.fit(y).map_err(|e| ForecastError::Model(format!("MSTL fit failed: {e}")))?;
-            let f = fit.predict(horizon, level).map_err(|e| ForecastError::Model(format!("MSTL forecast failed: {e}")))?;
+            let fit = model
+                .fit(y)
+                .map_err(|e| ForecastError::Model(format!("MSTL fit failed: {e}")))?;
+            let f = fit
+                .predict(horizon, level)
+                .map_err(|e| ForecastError::Model(format!("MSTL forecast failed: {e}")))?;
             let (lower, upper) = match f.intervals {
                 Some(i) => (i.lower, i.upper),
                 None => (f.point.clone(), f.point.clone()),
             };
             // the decomposition can produce NaN on degenerate input; refuse rather than return it
-            if f.point.iter().chain(&lower).chain(&upper).any(|v| !v.is_finite()) {
-                return Err(ForecastError::Model("MSTL produced non-finite values".into()));
+            if f.point
+                .iter()
+                .chain(&lower)
+                .chain(&upper)
+                .any(|v| !v.is_finite())
+            {
+                return Err(ForecastError::Model(
+                    "MSTL produced non-finite values".into(),
+                ));
             }
-            Ok(Prediction { point: f.point, lower, upper })
+            Ok(Prediction {
+                point: f.point,
+                lower,
+                upper,
+            })
         }
     }
 }

@@ -42,7 +42,9 @@ pub fn acf(x: &[f64], lag: usize) -> Option<f64> {
     if var <= f64::EPSILON {
         return None;
     }
-    let cov: f64 = (lag..x.len()).map(|t| (x[t] - mean) * (x[t - lag] - mean)).sum();
+    let cov: f64 = (lag..x.len())
+        .map(|t| (x[t] - mean) * (x[t - lag] - mean))
+        .sum();
     Some(cov / var)
 }
 
@@ -64,18 +66,29 @@ pub fn detect(values: &[f64], step: i64) -> Seasonality {
     } else {
         Vec::new()
     };
-    let near = |p: usize| proposed.iter().any(|&q| (q as f64 - p as f64).abs() <= 0.1 * p as f64);
+    let near = |p: usize| {
+        proposed
+            .iter()
+            .any(|&q| (q as f64 - p as f64).abs() <= 0.1 * p as f64)
+    };
     let confirm = |period: usize| -> (Option<usize>, Option<f64>) {
         if period < 2 || values.len() < 2 * period {
             return (None, None);
         }
         let r = acf(values, period);
-        let ok = r.is_some_and(|r| r >= ACF_CONFIRM || (near(period) && r >= ACF_CONFIRM_WITH_PEAK));
+        let ok =
+            r.is_some_and(|r| r >= ACF_CONFIRM || (near(period) && r >= ACF_CONFIRM_WITH_PEAK));
         (ok.then_some(period), r)
     };
     let (daily, acf_daily) = confirm(day);
     let (weekly, acf_weekly) = confirm(week);
-    Seasonality { daily, weekly, proposed, acf_daily, acf_weekly }
+    Seasonality {
+        daily,
+        weekly,
+        proposed,
+        acf_daily,
+        acf_weekly,
+    }
 }
 
 #[cfg(test)]
@@ -90,7 +103,9 @@ mod tests {
             .map(|i| {
                 let d = (i % day) as f64 / day as f64;
                 let w = (i / day) % 7;
-                100.0 + 40.0 * (2.0 * std::f64::consts::PI * d).sin() + if w >= 5 { -30.0 } else { 0.0 }
+                100.0
+                    + 40.0 * (2.0 * std::f64::consts::PI * d).sin()
+                    + if w >= 5 { -30.0 } else { 0.0 }
             })
             .collect();
         let s = detect(&v, step);
@@ -104,7 +119,9 @@ mod tests {
         let mut x = 12345u64;
         let v: Vec<f64> = (0..288 * 15)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (x >> 33) as f64 / (1u64 << 31) as f64
             })
             .collect();

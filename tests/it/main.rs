@@ -4,6 +4,7 @@ mod fixture;
 mod kubeconfig;
 mod kubectl;
 mod mutations;
+mod nab;
 mod sandbox_api;
 mod server;
 mod tool_files;
