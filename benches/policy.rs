@@ -38,7 +38,12 @@ fn request(action: &str, kind: &str, facts: serde_json::Value, expect: &str) -> 
     PolicyRequest {
         principal: "bench".into(),
         action: action.into(),
-        resource: Target { kind: kind.into(), namespace: "shop".into(), name: "x".into(), labels: Default::default() },
+        resource: Target {
+            kind: kind.into(),
+            namespace: "shop".into(),
+            name: "x".into(),
+            labels: Default::default(),
+        },
         facts: case_facts(&case, &json!({})).expect("facts"),
     }
 }
@@ -46,8 +51,24 @@ fn request(action: &str, kind: &str, facts: serde_json::Value, expect: &str) -> 
 fn main() {
     let engine = PolicyEngine::builtin().expect("policies");
     let cases = [
-        ("allow (scale 4 → 6)", request("scale_deployment", "Deployment", json!({"replicas": {"current": 4, "requested": 6}, "affected": {"pods": 0, "total": 4}}), "allow")),
-        ("escalate (scale 4 → 20)", request("scale_deployment", "Deployment", json!({"replicas": {"current": 4, "requested": 20}, "affected": {"pods": 0, "total": 4}}), "escalate")),
+        (
+            "allow (scale 4 → 6)",
+            request(
+                "scale_deployment",
+                "Deployment",
+                json!({"replicas": {"current": 4, "requested": 6}, "affected": {"pods": 0, "total": 4}}),
+                "allow",
+            ),
+        ),
+        (
+            "escalate (scale 4 → 20)",
+            request(
+                "scale_deployment",
+                "Deployment",
+                json!({"replicas": {"current": 4, "requested": 20}, "affected": {"pods": 0, "total": 4}}),
+                "escalate",
+            ),
+        ),
         ("deny (Secret)", request("get", "Secret", json!({}), "deny")),
     ];
     println!("| policy decision | p50 µs | p99 µs | mean µs |\n|---|---|---|---|");
@@ -70,7 +91,10 @@ fn main() {
 
     // guard overhead: a dry-run scale through the whole tool, minus the same API calls made directly
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let sb = Sandbox::start(&Scenario::builtin().expect("scenario"), ([127, 0, 0, 1], 0).into()).await.expect("sandbox");
         let dir = std::env::temp_dir().join(format!("eks-ops-bench-{}", std::process::id()));

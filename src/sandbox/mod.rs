@@ -5,9 +5,11 @@
 pub mod api;
 pub mod controller;
 pub mod mutate;
+pub mod prometheus;
 pub mod resources;
 pub mod scenario;
 pub mod selector;
+pub mod series;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use store::Store;
 /// A running sandbox cluster.
 pub struct Sandbox {
     addr: SocketAddr,
+    prometheus_addr: SocketAddr,
     scenario_name: String,
     store: Arc<RwLock<Store>>,
     shutdown: CancellationToken,
@@ -67,9 +70,45 @@ impl Sandbox {
                 tracing::error!("sandbox API server stopped: {e}");
             }
         });
+        // the Prometheus API on a port of its own (its /api/v1 paths would clash with Kubernetes')
+        let now = jiff::Timestamp::now();
+        let series = scenario
+            .metrics
+            .iter()
+            .map(|m| series::generate(m, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prom_listener = tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+            .await
+            .map_err(|source| SandboxError::Bind { addr, source })?;
+        let prometheus_addr = prom_listener
+            .local_addr()
+            .map_err(|source| SandboxError::Bind { addr, source })?;
+        let prom_app = axum::Router::new()
+            .route(
+                "/api/v1/query_range",
+                axum::routing::get(prometheus::query_range).post(prometheus::query_range),
+            )
+            .route(
+                "/api/v1/query",
+                axum::routing::get(prometheus::query).post(prometheus::query),
+            )
+            .route("/-/ready", axum::routing::get(prometheus::ready))
+            .route("/-/healthy", axum::routing::get(prometheus::ready))
+            .with_state(prometheus::PromState {
+                series: Arc::new(series),
+            });
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(prom_listener, prom_app)
+                .with_graceful_shutdown(async move { token.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!("sandbox Prometheus API stopped: {e}");
+            }
+        });
         tracing::info!(%addr, scenario = %scenario.name, "sandbox cluster listening");
         Ok(Self {
             addr,
+            prometheus_addr,
             scenario_name: scenario.name.clone(),
             store,
             shutdown,
@@ -84,6 +123,11 @@ impl Sandbox {
     /// URL of the API server.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// URL of the sandbox's Prometheus HTTP API.
+    pub fn prometheus_url(&self) -> String {
+        format!("http://{}", self.prometheus_addr)
     }
 
     /// Name of the loaded scenario.

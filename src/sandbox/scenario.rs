@@ -74,6 +74,9 @@ pub struct Scenario {
     /// Container logs.
     #[serde(default)]
     pub logs: Vec<LogSpec>,
+    /// Metric series served by the sandbox's Prometheus API.
+    #[serde(default)]
+    pub metrics: Vec<super::series::MetricSpec>,
 }
 
 impl Scenario {
