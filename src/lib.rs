@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod error;
+pub mod forecast;
 pub mod guard;
 pub mod policy;
 pub mod redact;
@@ -14,4 +15,3 @@ pub mod sandbox;
 pub mod server;
 pub mod tools;
 pub mod transport;
-pub mod forecast;

@@ -159,7 +159,7 @@ fn params(query: HashMap<String, String>, body: &Bytes) -> HashMap<String, Strin
     p
 }
 
-fn time_param(p: &HashMap<String, String>, key: &str) -> Result<Option<f64>, Response> {
+fn time_param(p: &HashMap<String, String>, key: &str) -> Result<Option<f64>, String> {
     match p.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -172,9 +172,7 @@ fn time_param(p: &HashMap<String, String>, key: &str) -> Result<Option<f64>, Res
             })
             .map(Some)
             .ok_or_else(|| {
-                bad_data(format!(
-                    "invalid parameter \"{key}\": cannot parse {v:?} to a valid timestamp"
-                ))
+                format!("invalid parameter \"{key}\": cannot parse {v:?} to a valid timestamp")
             }),
     }
 }
@@ -217,7 +215,7 @@ pub async fn query_range(
     };
     let (start, end) = match (time_param(&p, "start"), time_param(&p, "end")) {
         (Ok(Some(s)), Ok(Some(e))) => (s as i64, e as i64),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return bad_data(r),
         _ => return bad_data("invalid parameter \"start\"/\"end\": both are required"),
     };
     if end < start {
@@ -273,7 +271,7 @@ pub async fn query(
     };
     let t = match time_param(&p, "time") {
         Ok(t) => t.map_or_else(|| jiff::Timestamp::now().as_second(), |t| t as i64),
-        Err(r) => return r,
+        Err(r) => return bad_data(r),
     };
     let result: Vec<Value> = st
         .series
