@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod error;
 pub mod forecast;
 pub mod guard;
+pub mod metrics;
 pub mod policy;
 pub mod redact;
 pub mod sandbox;

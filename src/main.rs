@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use eks_ops_mcp::audit::{self, AuditLog};
 use eks_ops_mcp::cluster::Cluster;
+use eks_ops_mcp::forecast::store::ForecastStore;
 use eks_ops_mcp::guard::{Guard, GuardConfig};
+use eks_ops_mcp::metrics::Metrics;
+use eks_ops_mcp::metrics::cloudwatch::CloudWatchClient;
+use eks_ops_mcp::metrics::prometheus::{PrometheusClient, amp_from_env};
 use eks_ops_mcp::policy::{self, PolicyEngine};
 use eks_ops_mcp::sandbox::{Sandbox, Scenario};
 use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
@@ -171,6 +175,30 @@ struct ServeArgs {
     /// $XDG_STATE_HOME/eks-ops-mcp/audit.jsonl (~/.local/state/eks-ops-mcp/audit.jsonl).
     #[arg(long, env = "EKS_OPS_MCP_AUDIT_LOG")]
     audit_log: Option<String>,
+    /// Prometheus HTTP API base URL (self-managed Prometheus, or an AMP workspace URL with --amp).
+    #[arg(long, env = "EKS_OPS_MCP_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Sign Prometheus requests with SigV4 for Amazon Managed Service for Prometheus (service aps).
+    #[arg(long, requires = "prometheus_url")]
+    amp: bool,
+    /// Read CloudWatch (region and credentials from the standard AWS configuration).
+    #[arg(long)]
+    cloudwatch: bool,
+    /// CloudWatch endpoint override (VPC endpoints, tests); implies --cloudwatch.
+    #[arg(long)]
+    cloudwatch_endpoint: Option<String>,
+    /// AWS region (default: from the AWS configuration).
+    #[arg(long, env = "AWS_REGION")]
+    aws_region: Option<String>,
+    /// AWS profile (default: from the AWS configuration).
+    #[arg(long, env = "AWS_PROFILE")]
+    aws_profile: Option<String>,
+    /// Timeout of every metrics request, in seconds.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    metrics_timeout: u64,
+    /// Where issued forecasts are kept for forecast_accuracy (default: forecasts.jsonl in the state folder).
+    #[arg(long, env = "EKS_OPS_MCP_FORECAST_STORE")]
+    forecast_store: Option<String>,
     /// Longest a tool call may take, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     call_timeout: u64,
@@ -224,20 +252,62 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// `$XDG_STATE_HOME/eks-ops-mcp/audit.jsonl`, else `~/.local/state/…`, else the working folder.
-fn default_audit_log() -> String {
-    let state = std::env::var_os("XDG_STATE_HOME")
+/// `$XDG_STATE_HOME/eks-ops-mcp`, else `~/.local/state/eks-ops-mcp`, else the working folder.
+fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
-    match state {
-        Some(dir) => dir
-            .join("eks-ops-mcp")
-            .join("audit.jsonl")
-            .display()
-            .to_string(),
-        None => "eks-ops-mcp-audit.jsonl".into(),
-    }
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map_or_else(|| PathBuf::from("."), |d| d.join("eks-ops-mcp"))
+}
+
+/// The default audit log: `audit.jsonl` in the state folder.
+fn default_audit_log() -> String {
+    state_dir().join("audit.jsonl").display().to_string()
+}
+
+/// The metric sources the flags configure (the sandbox's own Prometheus with --sandbox).
+async fn metrics_sources(
+    args: &ServeArgs,
+    sandbox_prometheus: Option<String>,
+) -> Result<Metrics, String> {
+    let timeout = Duration::from_secs(args.metrics_timeout);
+    let prometheus = match (&args.prometheus_url, sandbox_prometheus) {
+        (Some(url), _) => {
+            let amp = if args.amp {
+                Some(
+                    amp_from_env(args.aws_region.clone(), args.aws_profile.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            };
+            Some(PrometheusClient::new(url, amp, timeout).map_err(|e| e.to_string())?)
+        }
+        (None, Some(url)) => {
+            Some(PrometheusClient::new(&url, None, timeout).map_err(|e| e.to_string())?)
+        }
+        (None, None) => None,
+    };
+    let cloudwatch = if args.cloudwatch || args.cloudwatch_endpoint.is_some() {
+        Some(
+            CloudWatchClient::new(
+                args.aws_region.clone(),
+                args.aws_profile.clone(),
+                args.cloudwatch_endpoint.clone(),
+                timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    Ok(Metrics {
+        prometheus,
+        cloudwatch,
+    })
 }
 
 /// A bearer token must be long enough not to be guessed.
@@ -252,6 +322,7 @@ fn checked_token(token: &str, what: &str) -> Result<String, String> {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut _sandbox = None;
+    let mut sandbox_prometheus = None;
     let cluster = if args.sandbox {
         let scenario = load_scenario(args.scenario.as_ref())?;
         let sb = Sandbox::start(&scenario, SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -266,6 +337,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let cluster = sb
             .cluster()
             .map_err(|e| format!("cannot build a client for the sandbox: {e}"))?;
+        sandbox_prometheus = Some(sb.prometheus_url());
         _sandbox = Some(sb);
         cluster
     } else {
@@ -276,7 +348,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let audit_target = args.audit_log.clone().unwrap_or_else(default_audit_log);
     let audit = Arc::new(AuditLog::open(&audit_target).map_err(|e| e.to_string())?);
     tracing::info!(audit = audit.target(), "recording every tool call");
-    let mut ctx = ToolContext::new(cluster);
+    let mut ctx = ToolContext::new(cluster)
+        .with_metrics(Arc::new(metrics_sources(&args, sandbox_prometheus).await?));
     if !args.read_only {
         let engine = args.policy.load()?;
         tracing::info!(policies = engine.len(), "policies loaded and validated");
@@ -295,6 +368,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(ns) = &args.namespaces {
         ctx = ctx.with_scope(ns.clone());
     }
+    let forecast_store = args
+        .forecast_store
+        .clone()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir().join("forecasts.jsonl"));
+    ctx = ctx.with_forecast_store(Arc::new(ForecastStore::new(forecast_store)));
     let settings = ServerSettings {
         call_timeout: Duration::from_secs(args.call_timeout),
         audit: Some(audit),

@@ -38,6 +38,7 @@ impl Readable for apps::v1::StatefulSet {}
 impl Readable for apps::v1::DaemonSet {}
 impl Readable for autoscaling::v2::HorizontalPodAutoscaler {}
 impl Readable for policy::v1::PodDisruptionBudget {}
+impl Readable for k8s_openapi::api::scheduling::v1::PriorityClass {}
 
 /// Why a connection to a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]

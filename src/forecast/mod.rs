@@ -2,11 +2,15 @@
 //! rolling-origin backtest on the recent history → the best model's forecast with an
 //! interval. Pure computation: points in, forecast out.
 
+pub mod accuracy;
 pub mod anomaly;
+pub mod capacity;
 pub mod evaluate;
 pub mod history;
 pub mod models;
+pub mod rightsizing;
 pub mod seasonality;
+pub mod store;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -269,7 +273,7 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
     };
     // rolling origin: the last folds × horizon steps, never training on less than the
     // longest period twice over
-    let min_train = 2 * season.longest().unwrap_or(day).max(day);
+    let min_train = 2 * day;
     let mut candidates = Vec::new();
     for kind in candidates_kinds {
         let mut sums = ErrorSums::default();

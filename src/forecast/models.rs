@@ -161,10 +161,16 @@ pub fn predict(
             level,
         ),
         ModelKind::MstlEts => {
-            let periods = season.periods();
+            // a period is used only with two full cycles of data (so a backtest on a shorter
+            // training prefix may use the daily cycle only)
+            let periods: Vec<usize> = season
+                .periods()
+                .into_iter()
+                .filter(|p| 2 * p <= y.len())
+                .collect();
             if periods.is_empty() {
                 return Err(ForecastError::Invalid(
-                    "MSTL needs at least one seasonal period".into(),
+                    "MSTL needs two full cycles of a seasonal period".into(),
                 ));
             }
             let model = MSTLModel::new(periods, AutoETS::non_seasonal().into_trend_model());

@@ -18,7 +18,7 @@ pub const DEFAULT_REPLICA_CEILING: i64 = 100;
 /// for editing an HPA short of `patch`.
 pub fn verb_of(action: &str) -> &'static str {
     match action {
-        "scale_deployment" | "adjust_hpa" => "scale",
+        "scale_deployment" | "adjust_hpa" | "reserve_capacity" => "scale",
         "rollback" | "restart_workload" => "rollout",
         "restart_pod" => "delete",
         "drain_node" => "drain",

@@ -70,7 +70,7 @@ fn resource_list(group: &str, version: &str) -> Value {
         list.push(json!({
             "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
             "kind": r.kind, "shortNames": r.short_names,
-            "verbs": if r.plural == "pods" { json!(["get", "list", "patch", "delete"]) } else { json!(["get", "list", "patch"]) },
+            "verbs": if r.plural == "pods" { json!(["get", "list", "create", "patch", "delete"]) } else { json!(["get", "list", "create", "patch"]) },
         }));
         if r.scalable {
             list.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
@@ -233,6 +233,9 @@ async fn resource(
         }
         (Method::PATCH | Method::PUT, Some(name), Some("scale")) if rt.scalable => {
             update_scale(state, rt, ns_str, name, query, body).await
+        }
+        (Method::POST, None, None) if rt.plural != "events" => {
+            mutate::create_object(state, rt, ns, query, body).await
         }
         (Method::PATCH, Some(name), None) => {
             mutate::patch_object(state, rt, ns_str, name, query, body, content_type).await

@@ -174,6 +174,71 @@ pub async fn patch_object(
     }
 }
 
+/// `POST` of a new object to a collection.
+pub async fn create_object(
+    state: &ApiState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let mut obj: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return bad_request("the body must be a JSON object"),
+        Err(e) => return bad_request(format!("request body is not JSON: {e}")),
+    };
+    let Some(name) = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+    else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{} is invalid: metadata.name: Required value", rt.kind),
+        );
+    };
+    let ns = ns.unwrap_or("");
+    if rt.namespaced
+        && let Some(given) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+        && given != ns
+    {
+        return bad_request(format!(
+            "the namespace of the object ({given}) does not match the namespace on the request ({ns})"
+        ));
+    }
+    if let Some(msg) = validate(rt, &obj) {
+        return invalid(rt, &name, msg);
+    }
+    let mut store = state.store.write().await;
+    if store.get(rt, ns, &name).is_some() {
+        let what = if rt.group.is_empty() {
+            rt.plural.to_string()
+        } else {
+            format!("{}.{}", rt.plural, rt.group)
+        };
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{what} \"{name}\" already exists"),
+        );
+    }
+    if dry_run(query) {
+        return (StatusCode::CREATED, axum::Json(obj)).into_response();
+    }
+    if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("uid");
+    }
+    store.create(rt, ns, obj);
+    reconcile(&mut store);
+    match store.get(rt, ns, &name) {
+        Some(o) => (StatusCode::CREATED, axum::Json(o.clone())).into_response(),
+        None => not_found(rt, &name),
+    }
+}
+
 fn preconditions_hold(body: &Bytes, pod: &Value) -> bool {
     let Ok(opts) = serde_json::from_slice::<Value>(body) else {
         return true;

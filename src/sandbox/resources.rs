@@ -122,6 +122,15 @@ pub const RESOURCES: &[ResourceType] = &[
         false,
     ),
     rt(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        &["pc"],
+        false,
+    ),
+    rt(
         "networking.k8s.io",
         "v1",
         "networkpolicies",

@@ -8,15 +8,24 @@
 pub mod adjust_hpa;
 pub mod common;
 pub mod cordon_node;
+pub mod detect_anomalies;
 pub mod drain_node;
+pub mod forecast_accuracy;
+pub mod forecast_load;
+pub mod get_alarms;
 pub mod get_events;
 pub mod get_node_status;
 pub mod get_pod_logs;
 pub mod get_pod_status;
 pub mod get_rollout_history;
+pub mod history_input;
 pub mod list_workloads;
+pub mod query_metrics;
+pub mod recommend_replicas;
+pub mod reserve_capacity;
 pub mod restart_pod;
 pub mod restart_workload;
+pub mod rightsizing;
 pub mod rollback;
 pub mod scale_deployment;
 pub mod uncordon_node;
@@ -33,7 +42,9 @@ use serde_json::{Map, Value};
 
 use crate::cluster::Cluster;
 use crate::error::ToolError;
+use crate::forecast::store::ForecastStore;
 use crate::guard::{Caller, Guard};
+use crate::metrics::Metrics;
 
 /// What a tool can use while it runs.
 #[derive(Clone)]
@@ -46,6 +57,10 @@ pub struct ToolContext {
     pub caller: Caller,
     /// Namespaces tools may touch (`None`: all).
     pub scope: Option<Arc<Vec<String>>>,
+    /// Metric sources (Prometheus/AMP, CloudWatch).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Where issued forecasts are kept.
+    pub forecasts: Option<Arc<ForecastStore>>,
 }
 
 impl ToolContext {
@@ -56,6 +71,8 @@ impl ToolContext {
             guard: None,
             caller: Caller::default(),
             scope: None,
+            metrics: None,
+            forecasts: None,
         }
     }
 
@@ -71,6 +88,25 @@ impl ToolContext {
             ToolError::Refused(
                 "this server runs without the policy guard, so it cannot change anything".into(),
             )
+        })
+    }
+
+    /// Keep issued forecasts in this store.
+    pub fn with_forecast_store(mut self, store: Arc<ForecastStore>) -> Self {
+        self.forecasts = Some(store);
+        self
+    }
+
+    /// Add metric sources.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metric sources, or a clear refusal when none is configured.
+    pub fn metrics(&self) -> Result<&Metrics, ToolError> {
+        self.metrics.as_deref().ok_or_else(|| {
+            ToolError::Refused("no metric source is configured; start the server with --prometheus-url, --cloudwatch or --sandbox".into())
         })
     }
 
@@ -213,6 +249,13 @@ pub fn all() -> Vec<Registered> {
         register::<list_workloads::ListWorkloads>(),
         register::<get_node_status::GetNodeStatus>(),
         register::<get_rollout_history::GetRolloutHistory>(),
+        register::<query_metrics::QueryMetrics>(),
+        register::<get_alarms::GetAlarms>(),
+        register::<detect_anomalies::DetectAnomalies>(),
+        register::<forecast_load::ForecastLoad>(),
+        register::<recommend_replicas::RecommendReplicas>(),
+        register::<forecast_accuracy::ForecastAccuracy>(),
+        register::<rightsizing::Rightsizing>(),
         register::<scale_deployment::ScaleDeployment>(),
         register::<rollback::Rollback>(),
         register::<restart_pod::RestartPod>(),
@@ -221,6 +264,7 @@ pub fn all() -> Vec<Registered> {
         register::<cordon_node::CordonNode>(),
         register::<uncordon_node::UncordonNode>(),
         register::<drain_node::DrainNode>(),
+        register::<reserve_capacity::ReserveCapacity>(),
     ]
 }
 

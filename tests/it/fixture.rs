@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use eks_ops_mcp::audit::AuditLog;
 use eks_ops_mcp::cluster::Cluster;
+use eks_ops_mcp::forecast::store::ForecastStore;
 use eks_ops_mcp::guard::approval::FixedApprover;
 use eks_ops_mcp::guard::{ApprovalOutcome, Caller, Guard, GuardConfig};
+use eks_ops_mcp::metrics::Metrics;
+use eks_ops_mcp::metrics::prometheus::PrometheusClient;
 use eks_ops_mcp::policy::PolicyEngine;
 use eks_ops_mcp::sandbox::{Sandbox, Scenario};
 use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
@@ -33,8 +36,13 @@ pub async fn start_with(scenario: Scenario) -> Fixture {
         .await
         .expect("sandbox starts");
     let client = sandbox.client().expect("client for sandbox");
+    let dir = tempfile::tempdir().unwrap();
     let server = EksOpsServer::new(
-        ToolContext::new(Cluster::new(client, true)),
+        ToolContext::new(Cluster::new(client, true))
+            .with_metrics(sandbox_metrics(&sandbox))
+            .with_forecast_store(Arc::new(ForecastStore::new(
+                dir.path().join("forecasts.jsonl"),
+            ))),
         ServerSettings::default(),
     );
     Fixture {
@@ -62,7 +70,9 @@ pub async fn start_guarded_with(config: GuardConfig) -> Fixture {
     let audit = Arc::new(AuditLog::open(audit_path.to_str().unwrap()).unwrap());
     let engine = Arc::new(PolicyEngine::builtin().unwrap());
     let guard = Arc::new(Guard::new(engine, audit.clone(), config));
-    let ctx = ToolContext::new(sandbox.cluster().unwrap()).with_guard(guard);
+    let ctx = ToolContext::new(sandbox.cluster().unwrap())
+        .with_guard(guard)
+        .with_metrics(sandbox_metrics(&sandbox));
     let server = EksOpsServer::new(
         ctx,
         ServerSettings {
@@ -76,6 +86,20 @@ pub async fn start_guarded_with(config: GuardConfig) -> Fixture {
         audit_path: Some(audit_path),
         _dir: Some(dir),
     }
+}
+
+/// The sandbox's Prometheus as the metric source.
+pub fn sandbox_metrics(sandbox: &Sandbox) -> Arc<Metrics> {
+    let prometheus = PrometheusClient::new(
+        &sandbox.prometheus_url(),
+        None,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    Arc::new(Metrics {
+        prometheus: Some(prometheus),
+        cloudwatch: None,
+    })
 }
 
 /// A caller whose human gives a fixed answer.

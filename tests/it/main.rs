@@ -1,10 +1,14 @@
 //! Integration tests: one binary with modules, to keep link time down.
 
+mod cloudwatch;
 mod fixture;
+mod forecast_tools;
 mod kubeconfig;
 mod kubectl;
+mod metrics_tools;
 mod mutations;
 mod nab;
+mod prometheus;
 mod sandbox_api;
 mod server;
 mod tool_files;

@@ -751,3 +751,88 @@ async fn drain_dry_run_and_healthy_node() {
     assert!(f.object("pods", "data", "postgres-1").await.is_some());
     assert_eq!(f.pods("payments", "payment-api-7c9d8f6b5d-").await.len(), 3);
 }
+
+#[tokio::test]
+async fn reserve_capacity_creates_low_priority_placeholders_through_the_guard() {
+    let f = start_guarded().await;
+    // the first reservation (0 → 3) needs a human
+    let v = status_of(
+        &f,
+        "reserve_capacity",
+        json!({"replicas": 3, "cpu": "500m", "memory": "1Gi"}),
+    )
+    .await;
+    assert_eq!(v["status"], "escalation_required", "{v}");
+    assert!(
+        f.object("deployments", "eks-ops-capacity", "capacity-reservation")
+            .await
+            .is_none()
+    );
+    let r = f
+        .call_as(
+            "reserve_capacity",
+            json!({"replicas": 3, "cpu": "500m", "memory": "1Gi"}),
+            approved(),
+        )
+        .await;
+    let v = r.structured_content.clone().unwrap();
+    assert_eq!(v["status"], "applied", "{v}");
+    let d = f
+        .object("deployments", "eks-ops-capacity", "capacity-reservation")
+        .await
+        .unwrap();
+    let pod_spec = &d["spec"]["template"]["spec"];
+    assert_eq!(pod_spec["priorityClassName"], "eks-ops-placeholder");
+    assert_eq!(
+        pod_spec["containers"][0]["image"],
+        "registry.k8s.io/pause:3.10"
+    );
+    assert_eq!(
+        pod_spec["containers"][0]["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "1Gi"})
+    );
+    let pc = f
+        .object("priorityclasses", "", "eks-ops-placeholder")
+        .await
+        .unwrap();
+    assert_eq!(pc["value"], -10);
+    assert_eq!(
+        f.pods("eks-ops-capacity", "capacity-reservation-")
+            .await
+            .len(),
+        3
+    );
+    // growing it within twice is automatic, releasing it too
+    let v = status_of(
+        &f,
+        "reserve_capacity",
+        json!({"replicas": 5, "cpu": "500m", "memory": "1Gi"}),
+    )
+    .await;
+    assert_eq!(v["status"], "applied", "{v}");
+    assert_eq!(
+        f.pods("eks-ops-capacity", "capacity-reservation-")
+            .await
+            .len(),
+        5
+    );
+    let v = status_of(&f, "reserve_capacity", json!({"replicas": 0})).await;
+    assert_eq!(v["status"], "applied", "{v}");
+    assert!(
+        f.pods("eks-ops-capacity", "capacity-reservation-")
+            .await
+            .is_empty()
+    );
+    // never takes over a Deployment it does not manage; bad sizes are refused
+    let e = f
+        .err(
+            "reserve_capacity",
+            json!({"namespace": "shop", "name": "checkout", "replicas": 1}),
+        )
+        .await;
+    assert!(e.contains("not a placeholder"), "{e}");
+    let e = f
+        .err("reserve_capacity", json!({"replicas": 1, "cpu": "lots"}))
+        .await;
+    assert!(e.contains("CPU quantity"), "{e}");
+}

@@ -95,6 +95,13 @@ async fn every_tool_has_schemas_and_honest_annotations() {
             "list_workloads",
             "get_node_status",
             "get_rollout_history",
+            "query_metrics",
+            "get_alarms",
+            "detect_anomalies",
+            "forecast_load",
+            "recommend_replicas",
+            "forecast_accuracy",
+            "rightsizing",
             "scale_deployment",
             "rollback",
             "restart_pod",
@@ -103,11 +110,23 @@ async fn every_tool_has_schemas_and_honest_annotations() {
             "cordon_node",
             "uncordon_node",
             "drain_node",
+            "reserve_capacity",
         ]
     );
     for d in &defs {
         let a = d.annotations.as_ref().expect("annotations");
-        let mutating = !d.name.starts_with("get_") && d.name != "list_workloads";
+        const MUTATING: [&str; 9] = [
+            "scale_deployment",
+            "rollback",
+            "restart_pod",
+            "restart_workload",
+            "adjust_hpa",
+            "cordon_node",
+            "uncordon_node",
+            "drain_node",
+            "reserve_capacity",
+        ];
+        let mutating = MUTATING.contains(&d.name.as_ref());
         assert_eq!(a.read_only_hint, Some(!mutating), "{}", d.name);
         if mutating {
             assert!(

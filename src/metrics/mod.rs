@@ -1,0 +1,101 @@
+//! The metrics layer: Prometheus / Amazon Managed Service for Prometheus (PromQL over the
+//! Prometheus HTTP API, SigV4-signed for AMP) and CloudWatch (`GetMetricData`), with results
+//! bounded and summarised so that an agent's context is not flooded.
+
+pub mod cloudwatch;
+pub mod prometheus;
+pub mod query;
+pub mod sigv4;
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// One time series: labels (Prometheus labels, or CloudWatch id/label/dimensions) and
+/// points as (unix seconds, value), sorted by time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Series {
+    /// Labels identifying the series.
+    pub labels: BTreeMap<String, String>,
+    /// (unix seconds, value), oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A time window with a resolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// Start (inclusive).
+    pub start: Timestamp,
+    /// End (inclusive).
+    pub end: Timestamp,
+    /// Step (Prometheus) or period (CloudWatch).
+    pub step: Duration,
+}
+
+/// The configured metric sources.
+#[derive(Default)]
+pub struct Metrics {
+    /// Prometheus / AMP, when configured.
+    pub prometheus: Option<prometheus::PrometheusClient>,
+    /// CloudWatch, when configured.
+    pub cloudwatch: Option<cloudwatch::CloudWatchClient>,
+}
+
+/// Errors of the metrics layer; every message names the endpoint it concerns.
+#[derive(Debug, Error)]
+pub enum MetricsError {
+    /// The query or its parameters were refused by the server (bad PromQL, bad dimension…).
+    #[error("{endpoint} refused the query: {message}")]
+    BadQuery {
+        /// Endpoint.
+        endpoint: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The endpoint could not be reached.
+    #[error("cannot reach {endpoint}: {message}")]
+    Unreachable {
+        /// Endpoint.
+        endpoint: String,
+        /// Why.
+        message: String,
+    },
+    /// No answer within the configured timeout.
+    #[error("{endpoint} did not answer within {seconds} s")]
+    Timeout {
+        /// Endpoint.
+        endpoint: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The server failed (5xx, throttling after retries, unexpected answer).
+    #[error("{endpoint} failed: {message}")]
+    Server {
+        /// Endpoint.
+        endpoint: String,
+        /// What it answered.
+        message: String,
+    },
+    /// The source is not configured on this server.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The arguments are not valid (checked before anything is sent).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<MetricsError> for crate::error::ToolError {
+    fn from(e: MetricsError) -> Self {
+        match e {
+            MetricsError::Invalid(m) => Self::InvalidArgs(m),
+            MetricsError::BadQuery { .. } => Self::InvalidArgs(e.to_string()),
+            MetricsError::NotConfigured(m) => Self::Refused(m),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}

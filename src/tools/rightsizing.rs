@@ -1,0 +1,374 @@
+//! `rightsizing`: recommended CPU and memory requests/limits per container of a workload,
+//! from its usage history, beside the current values and the saving.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::ListParams;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{check_name, check_namespace};
+use super::get_pod_status::selector_text;
+use super::{Tool, ToolContext};
+use crate::error::ToolError;
+use crate::forecast::rightsizing::{
+    self, Profile, Recommended, fmt_cpu, fmt_memory, parse_cpu, parse_memory,
+};
+use crate::metrics::query::{MetricQuery, WindowArgs, fetch};
+
+/// Arguments of `rightsizing`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// Namespace of the workload.
+    pub namespace: String,
+    /// Deployment or StatefulSet (default Deployment).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Workload name.
+    pub name: String,
+    /// Container (default: each container that has usage data; needed when the queries do not label containers).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// CPU usage in cores, one series per pod (or per pod and container), e.g. PromQL `sum by (pod, container) (rate(container_cpu_usage_seconds_total{namespace="payments", pod=~"payment-api-.*"}[5m]))`.
+    pub cpu_query: MetricQuery,
+    /// Memory working set in bytes, one series per pod (or per pod and container), e.g. `container_memory_working_set_bytes{namespace="payments", pod=~"payment-api-.*"}`.
+    pub memory_query: MetricQuery,
+    /// History (default: the last 8 days at 5 minutes, like the VPA's memory window).
+    #[serde(default)]
+    pub window: Option<WindowArgs>,
+    /// `vpa` (the VPA recommender's defaults) or `aggressive` (KRR-style).
+    #[serde(default)]
+    pub profile: Profile,
+}
+
+/// Current and recommended values of one container.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ContainerAdvice {
+    /// Container.
+    pub container: String,
+    /// Current CPU request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_request: Option<String>,
+    /// Current CPU limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
+    /// Current memory request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_request: Option<String>,
+    /// Current memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    /// Recommended CPU request (and bounds), in cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Recommended>,
+    /// Recommended memory request (and bounds), in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Recommended>,
+    /// The recommendation as Kubernetes quantities: requests and limits.
+    pub recommended: std::collections::BTreeMap<String, String>,
+    /// CPU request change per replica (cores; negative saves).
+    pub cpu_delta_per_replica: f64,
+    /// Memory request change per replica (bytes; negative saves).
+    pub memory_delta_per_replica: f64,
+    /// OOM kills seen (they raise the memory recommendation).
+    pub oom_kills: usize,
+    /// Usage samples used (CPU, memory).
+    pub samples: (usize, usize),
+    /// Things to know (HPA on CPU, missing data, …).
+    pub warnings: Vec<String>,
+}
+
+/// Result of `rightsizing`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Output {
+    /// Namespace.
+    pub namespace: String,
+    /// Kind of the workload.
+    pub kind: String,
+    /// Workload.
+    pub name: String,
+    /// Replicas now.
+    pub replicas: i64,
+    /// Profile used.
+    pub profile: Profile,
+    /// Per container.
+    pub containers: Vec<ContainerAdvice>,
+    /// CPU requests saved over all replicas (cores; negative: more needed).
+    pub cpu_saving_cores: f64,
+    /// Memory requests saved over all replicas (bytes; negative: more needed).
+    pub memory_saving_bytes: f64,
+}
+
+/// The `rightsizing` tool.
+pub struct Rightsizing;
+
+fn qty(c: &Container, which: &str, res: &str) -> Option<String> {
+    let r = c.resources.as_ref()?;
+    let m = if which == "requests" {
+        r.requests.as_ref()
+    } else {
+        r.limits.as_ref()
+    }?;
+    m.get(res).map(|q| q.0.clone())
+}
+
+impl Tool for Rightsizing {
+    const NAME: &'static str = "rightsizing";
+    const TITLE: &'static str = "Right-size containers";
+    const DESCRIPTION: &'static str = "Recommended CPU and memory requests/limits per container of a Deployment or StatefulSet from its usage history, with the current values beside them and the saving. Profile vpa uses the Vertical Pod Autoscaler recommender's defaults (CPU p90 with p50/p95 bounds, memory p90 of daily peaks over 8 days, +15%, at least 25m / 250Mi, OOM kills bump memory ×1.2 or +100Mi); aggressive is KRR-style (CPU p95 and no CPU limit, memory max +15%). Warns when an HPA scales on CPU, since the CPU request is its yardstick. Proposes only.";
+    const READ_ONLY: bool = true;
+    type Args = Args;
+    type Output = Output;
+
+    async fn run(ctx: ToolContext, args: Args) -> Result<Output, ToolError> {
+        ctx.check_scope(Some(&args.namespace))?;
+        check_namespace(&args.namespace)?;
+        check_name("name", &args.name)?;
+        let kind = match args.kind.as_deref().unwrap_or("Deployment") {
+            k if k.eq_ignore_ascii_case("deployment") => "Deployment",
+            k if k.eq_ignore_ascii_case("statefulset") => "StatefulSet",
+            k => {
+                return Err(ToolError::invalid(format!(
+                    "kind {k:?} is not supported; use Deployment or StatefulSet"
+                )));
+            }
+        };
+        let missing = || {
+            ToolError::NotFound(format!(
+                "{kind} {:?} does not exist in namespace {:?}; see list_workloads",
+                args.name, args.namespace
+            ))
+        };
+        let ctxmsg = format!("reading {kind} {}/{}", args.namespace, args.name);
+        let (replicas, selector, containers) = if kind == "Deployment" {
+            let d = ctx
+                .cluster
+                .api::<Deployment>(Some(&args.namespace))
+                .get_opt(&args.name)
+                .await
+                .map_err(|e| ToolError::from_kube(ctxmsg, e))?
+                .ok_or_else(missing)?;
+            let spec = d.spec.unwrap_or_default();
+            (
+                i64::from(spec.replicas.unwrap_or(1)),
+                selector_text(&spec.selector),
+                spec.template.spec.map(|s| s.containers).unwrap_or_default(),
+            )
+        } else {
+            let s = ctx
+                .cluster
+                .api::<StatefulSet>(Some(&args.namespace))
+                .get_opt(&args.name)
+                .await
+                .map_err(|e| ToolError::from_kube(ctxmsg, e))?
+                .ok_or_else(missing)?;
+            let spec = s.spec.unwrap_or_default();
+            (
+                i64::from(spec.replicas.unwrap_or(1)),
+                selector_text(&spec.selector),
+                spec.template.spec.map(|s| s.containers).unwrap_or_default(),
+            )
+        };
+        if let Some(c) = &args.container
+            && !containers.iter().any(|x| &x.name == c)
+        {
+            let names: Vec<&str> = containers.iter().map(|x| x.name.as_str()).collect();
+            return Err(ToolError::invalid(format!(
+                "container {c:?} is not in {kind} {}; its containers are: {}",
+                args.name,
+                names.join(", ")
+            )));
+        }
+        let pods = ctx
+            .cluster
+            .api::<Pod>(Some(&args.namespace))
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ToolError::from_kube("listing the workload's pods", e))?
+            .items;
+        let hpa_on_cpu = ctx
+            .cluster
+            .api::<HorizontalPodAutoscaler>(Some(&args.namespace))
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| ToolError::from_kube("listing horizontal pod autoscalers", e))?
+            .items
+            .into_iter()
+            .find(|h| {
+                h.spec.as_ref().is_some_and(|s| {
+                    s.scale_target_ref.kind == kind
+                        && s.scale_target_ref.name == args.name
+                        && s.metrics
+                            .iter()
+                            .flatten()
+                            .any(|m| m.resource.as_ref().is_some_and(|r| r.name == "cpu"))
+                })
+            })
+            .and_then(|h| h.metadata.name);
+        let w = args
+            .window
+            .clone()
+            .unwrap_or(WindowArgs {
+                last: Some("8d".into()),
+                step: Some("5m".into()),
+                ..Default::default()
+            })
+            .resolve(
+                Duration::from_secs(8 * 86_400),
+                Duration::from_secs(35 * 86_400),
+            )?;
+        let metrics = ctx.metrics()?;
+        let (cpu_series, _) = fetch(metrics, &args.cpu_query, &w).await?;
+        let (mem_series, _) = fetch(metrics, &args.memory_query, &w).await?;
+        let single = containers.len() == 1;
+        let mut out = Vec::new();
+        let (mut cpu_saving, mut mem_saving) = (0.0, 0.0);
+        for c in containers
+            .iter()
+            .filter(|c| args.container.as_ref().is_none_or(|n| *n == c.name))
+        {
+            // a series belongs to this container when its container label says so, or (one
+            // container, or container chosen) when it has none
+            let mine = |labels: &std::collections::BTreeMap<String, String>| match labels
+                .get("container")
+            {
+                Some(n) => *n == c.name,
+                None => single || args.container.is_some(),
+            };
+            let cpu_samples: Vec<f64> = cpu_series
+                .iter()
+                .filter(|s| mine(&s.labels))
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .collect();
+            let mem_samples: Vec<(i64, f64)> = mem_series
+                .iter()
+                .filter(|s| mine(&s.labels))
+                .flat_map(|s| s.points.iter().copied())
+                .collect();
+            let mut warnings = Vec::new();
+            let mem_limit = qty(c, "limits", "memory").and_then(|q| parse_memory(&q));
+            let ooms: Vec<f64> = pods
+                .iter()
+                .flat_map(|p| {
+                    p.status
+                        .iter()
+                        .flat_map(|s| s.container_statuses.iter().flatten())
+                })
+                .filter(|cs| cs.name == c.name)
+                .filter(|cs| {
+                    cs.last_state
+                        .as_ref()
+                        .and_then(|l| l.terminated.as_ref())
+                        .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+                })
+                .map(|_| {
+                    mem_limit.unwrap_or_else(|| mem_samples.iter().map(|p| p.1).fold(0.0, f64::max))
+                })
+                .collect();
+            if !ooms.is_empty() {
+                warnings.push(format!("{} OOM kill(s) among the current pods: the memory recommendation includes the OOM bump", ooms.len()));
+            }
+            let cpu = rightsizing::cpu(&cpu_samples, args.profile);
+            let memory = rightsizing::memory(&mem_samples, &ooms, args.profile);
+            if cpu.is_none() {
+                warnings.push("no CPU usage data for this container".into());
+            }
+            if memory.is_none() {
+                warnings.push("no memory usage data for this container".into());
+            }
+            if let (Some(h), Some(_)) = (&hpa_on_cpu, &cpu) {
+                warnings.push(format!(
+                    "HPA {h} scales on CPU utilisation, which is measured against the CPU request: changing the request changes when it scales — adjust its target together, or leave the CPU request as it is"
+                ));
+            }
+            if mem_samples.len() < 2 * 288 {
+                warnings.push("less than 2 days of memory data: the daily peaks are few".into());
+            }
+            let cur_cpu_req = qty(c, "requests", "cpu").and_then(|q| parse_cpu(&q));
+            let cur_cpu_lim = qty(c, "limits", "cpu").and_then(|q| parse_cpu(&q));
+            let cur_mem_req = qty(c, "requests", "memory").and_then(|q| parse_memory(&q));
+            let mut rec = std::collections::BTreeMap::new();
+            if let Some(r) = &cpu {
+                rec.insert("requests.cpu".into(), fmt_cpu(r.target));
+                match (args.profile, cur_cpu_req, cur_cpu_lim) {
+                    (Profile::Aggressive, _, _) => {
+                        rec.insert("limits.cpu".into(), "none (no CPU limit)".into());
+                    }
+                    (Profile::Vpa, Some(req), Some(lim)) if req > 0.0 => {
+                        rec.insert("limits.cpu".into(), fmt_cpu(r.target * lim / req));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(r) = &memory {
+                rec.insert("requests.memory".into(), fmt_memory(r.target));
+                // memory limit = request: an over-committed memory limit invites OOM kills
+                rec.insert("limits.memory".into(), fmt_memory(r.target));
+            }
+            let cpu_delta = match (&cpu, cur_cpu_req) {
+                (Some(r), Some(cur)) => r.target - cur,
+                _ => 0.0,
+            };
+            let mem_delta = match (&memory, cur_mem_req) {
+                (Some(r), Some(cur)) => r.target - cur,
+                _ => 0.0,
+            };
+            cpu_saving -= cpu_delta * replicas as f64;
+            mem_saving -= mem_delta * replicas as f64;
+            out.push(ContainerAdvice {
+                container: c.name.clone(),
+                cpu_request: qty(c, "requests", "cpu"),
+                cpu_limit: qty(c, "limits", "cpu"),
+                memory_request: qty(c, "requests", "memory"),
+                memory_limit: qty(c, "limits", "memory"),
+                cpu,
+                memory,
+                recommended: rec,
+                cpu_delta_per_replica: cpu_delta,
+                memory_delta_per_replica: mem_delta,
+                oom_kills: ooms.len(),
+                samples: (cpu_samples.len(), mem_samples.len()),
+                warnings,
+            });
+        }
+        Ok(Output {
+            namespace: args.namespace,
+            kind: kind.into(),
+            name: args.name,
+            replicas,
+            profile: args.profile,
+            containers: out,
+            cpu_saving_cores: cpu_saving,
+            memory_saving_bytes: mem_saving,
+        })
+    }
+
+    fn summary(out: &Output) -> String {
+        let mut s = format!(
+            "{} {}/{} ({} replicas, profile {:?}): saving {:.3} cores and {:.0} MiB of requests.",
+            out.kind,
+            out.namespace,
+            out.name,
+            out.replicas,
+            out.profile,
+            out.cpu_saving_cores,
+            out.memory_saving_bytes / (1024.0 * 1024.0)
+        );
+        for c in &out.containers {
+            let rec: Vec<String> = c
+                .recommended
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!("\n{}: {}", c.container, rec.join(", ")));
+            for w in &c.warnings {
+                s.push_str(&format!("\n  warning: {w}"));
+            }
+        }
+        s
+    }
+}
