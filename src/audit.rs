@@ -19,6 +19,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+/// Length of `,"hash":"<64 hex>"}` at the end of a stored line.
+const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+
 /// Hash of the record before the first one.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -124,10 +127,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Hash of a record: SHA-256 over the previous hash and the record's canonical JSON
-/// without its `hash` field.
-pub fn record_hash(prev: &str, record_without_hash: &Map<String, Value>) -> String {
-    let body = serde_json::to_string(record_without_hash).unwrap_or_default();
+/// Hash of a record: SHA-256 over the previous hash and the record's JSON text without its
+/// `hash` field, exactly as it is stored (the text, not a re-serialisation of parsed values:
+/// floats do not always survive a parse and print unchanged).
+pub fn record_hash(prev: &str, body: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(b"\n");
@@ -181,12 +184,23 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
                 "line {line_no} is cut short (no newline): the file was truncated"
             )));
         }
-        let mut rec: Map<String, Value> = serde_json::from_str(text.trim_end())
+        // a stored line is BODY with `,"hash":"<64 hex>"` inserted before its closing brace
+        let line = text.trim_end();
+        let (body, hash) = match line.len().checked_sub(HASH_SUFFIX_LEN) {
+            Some(cut)
+                if line.is_char_boundary(cut)
+                    && line[cut..].starts_with(",\"hash\":\"")
+                    && line.ends_with("\"}") =>
+            {
+                (
+                    format!("{}}}", &line[..cut]),
+                    line[cut + 9..line.len() - 2].to_string(),
+                )
+            }
+            _ => return Err(broken(format!("line {line_no} has no hash at its end"))),
+        };
+        let rec: Map<String, Value> = serde_json::from_str(&body)
             .map_err(|e| broken(format!("line {line_no} is not a JSON record: {e}")))?;
-        let hash = rec
-            .remove("hash")
-            .and_then(|h| h.as_str().map(str::to_string))
-            .ok_or_else(|| broken(format!("line {line_no} has no hash")))?;
         let rec_prev = rec
             .get("prev_hash")
             .and_then(Value::as_str)
@@ -202,7 +216,7 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
                 "line {line_no}: sequence {rec_seq} follows {seq}"
             )));
         }
-        if record_hash(&prev, &rec) != hash {
+        if record_hash(&prev, &body) != hash {
             return Err(broken(format!(
                 "line {line_no}: the record was edited (hash mismatch)"
             )));
@@ -347,10 +361,10 @@ fn seal(prev_seq: u64, prev_hash: &str, record: Value) -> (String, u64, String) 
         }
     }
     rec.insert("prev_hash".into(), json!(prev_hash));
-    let hash = record_hash(prev_hash, &rec);
-    rec.insert("hash".into(), json!(hash));
-    let mut line = serde_json::to_string(&rec).unwrap_or_default();
-    line.push('\n');
+    let body = serde_json::to_string(&rec).unwrap_or_default();
+    let hash = record_hash(prev_hash, &body);
+    // BODY without its closing brace, then the hash field, then the brace
+    let line = format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
     (line, seq, hash)
 }
 
@@ -411,6 +425,21 @@ mod tests {
         let cut = format!("{}\n{}", lines[0], &lines[1][..20]);
         std::fs::write(&path, cut).unwrap();
         assert!(verify(&path).unwrap_err().to_string().contains("truncated"));
+    }
+
+    #[test]
+    fn floats_that_do_not_round_trip_still_verify() {
+        let (_d, path) = log_with(0);
+        let log = AuditLog::open(path.to_str().unwrap()).unwrap();
+        for v in [
+            13.041746999999999_f64,
+            0.1 + 0.2,
+            1e-7 / 3.0,
+            123_456.789_012_345,
+        ] {
+            log.append(json!({"duration_ms": v})).unwrap();
+        }
+        assert_eq!(verify(&path).unwrap().records, 4);
     }
 
     #[test]

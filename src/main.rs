@@ -11,7 +11,7 @@ use std::sync::Arc;
 use eks_ops_mcp::audit::{self, AuditLog};
 use eks_ops_mcp::cluster::Cluster;
 use eks_ops_mcp::forecast::store::ForecastStore;
-use eks_ops_mcp::guard::{Guard, GuardConfig};
+use eks_ops_mcp::guard::{Caller, Guard, GuardConfig, NoApprover};
 use eks_ops_mcp::metrics::Metrics;
 use eks_ops_mcp::metrics::cloudwatch::CloudWatchClient;
 use eks_ops_mcp::metrics::prometheus::{PrometheusClient, amp_from_env};
@@ -42,6 +42,10 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run only the sandbox cluster's Kubernetes API and print a kubeconfig for it (for kubectl).
     Sandbox(SandboxArgs),
+    /// Predictive scaling job: forecast a Deployment's load, recommend replicas ahead of the
+    /// traffic and (with --apply) make the proposed call through the policy guard. Takes every
+    /// serve flag (cluster, metrics, policies, audit).
+    Forecast(Box<ForecastJobArgs>),
     /// Check the audit log.
     Audit {
         #[command(subcommand)]
@@ -199,9 +203,48 @@ struct ServeArgs {
     /// Where issued forecasts are kept for forecast_accuracy (default: forecasts.jsonl in the state folder).
     #[arg(long, env = "EKS_OPS_MCP_FORECAST_STORE")]
     forecast_store: Option<String>,
-    /// Longest a tool call may take, in seconds.
+    /// How long a human has to answer an approval request (MCP elicitation), in seconds.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    approval_timeout: u64,
+    /// Longest a tool call may take, in seconds (a mutating call also gets the approval time).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     call_timeout: u64,
+}
+
+#[derive(Args)]
+struct ForecastJobArgs {
+    /// The Deployment, as namespace/name.
+    #[arg(long)]
+    deployment: String,
+    /// PromQL giving the Deployment's total load (e.g. its request rate).
+    #[arg(long)]
+    promql: Option<String>,
+    /// A CloudWatch query as JSON ({namespace, metric_name, dimensions, stat} or {expression, metrics}).
+    #[arg(long)]
+    cloudwatch_query: Option<String>,
+    /// Load one pod handles at 100%, in the metric's units.
+    #[arg(long)]
+    capacity_per_pod: f64,
+    /// Fraction of a pod's capacity to plan for (default: the HPA's CPU target, else 0.7).
+    #[arg(long)]
+    target_utilization: Option<f64>,
+    /// How far ahead to provision.
+    #[arg(long, default_value = "30m")]
+    lead: String,
+    /// History to forecast from.
+    #[arg(long, default_value = "14d")]
+    history: String,
+    /// Resolution of the history.
+    #[arg(long, default_value = "5m")]
+    step: String,
+    /// Make the proposed call (scale_deployment or adjust_hpa) through the guard.
+    #[arg(long)]
+    apply: bool,
+    /// `table` (readable) or `json`.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Args)]
@@ -320,7 +363,8 @@ fn checked_token(token: &str, what: &str) -> Result<String, String> {
     Ok(token.to_string())
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// Build the server the flags describe; the sandbox (if any) lives as long as the returned handle.
+async fn build_server(args: &ServeArgs) -> Result<(EksOpsServer, Option<Sandbox>), String> {
     let mut _sandbox = None;
     let mut sandbox_prometheus = None;
     let cluster = if args.sandbox {
@@ -349,7 +393,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let audit = Arc::new(AuditLog::open(&audit_target).map_err(|e| e.to_string())?);
     tracing::info!(audit = audit.target(), "recording every tool call");
     let mut ctx = ToolContext::new(cluster)
-        .with_metrics(Arc::new(metrics_sources(&args, sandbox_prometheus).await?));
+        .with_metrics(Arc::new(metrics_sources(args, sandbox_prometheus).await?));
     if !args.read_only {
         let engine = args.policy.load()?;
         tracing::info!(policies = engine.len(), "policies loaded and validated");
@@ -377,12 +421,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let settings = ServerSettings {
         call_timeout: Duration::from_secs(args.call_timeout),
         audit: Some(audit),
+        approval_timeout: Duration::from_secs(args.approval_timeout),
     };
     let tools = tools::all()
         .into_iter()
         .filter(|t| !args.read_only || tools::is_read_only(t))
         .collect();
-    let server = EksOpsServer::with_tools(ctx, settings, tools);
+    Ok((EksOpsServer::with_tools(ctx, settings, tools), _sandbox))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let (server, _sandbox) = build_server(&args).await?;
     let Some(addr) = args.http else {
         return transport::serve_stdio(server)
             .await
@@ -420,6 +469,97 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     transport::http::serve(listener, server, settings, token)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The predictive scaler as a job (e.g. a Kubernetes CronJob every 15 minutes): history →
+/// forecast → recommendation → (with --apply) the proposed call, through the guard.
+async fn forecast_job(job: ForecastJobArgs) -> Result<(), String> {
+    let (ns, name) = job.deployment.split_once('/').ok_or_else(|| {
+        format!(
+            "--deployment {:?} must be written namespace/name",
+            job.deployment
+        )
+    })?;
+    let query = match (&job.promql, &job.cloudwatch_query) {
+        (Some(q), None) => serde_json::json!({"source": "prometheus", "promql": q}),
+        (None, Some(cw)) => {
+            let cw: serde_json::Value = serde_json::from_str(cw)
+                .map_err(|e| format!("--cloudwatch-query is not JSON: {e}"))?;
+            serde_json::json!({"source": "cloudwatch", "cloudwatch": cw})
+        }
+        _ => return Err(
+            "give the load history with --promql QUERY or --cloudwatch-query JSON (exactly one)"
+                .into(),
+        ),
+    };
+    let (server, _sandbox) = build_server(&job.serve).await?;
+    let mut args = serde_json::json!({
+        "namespace": ns, "name": name, "capacity_per_pod": job.capacity_per_pod, "lead": job.lead,
+        "history": {"query": query, "window": {"last": job.history, "step": job.step}},
+    });
+    if let Some(u) = job.target_utilization {
+        args["target_utilization"] = serde_json::json!(u);
+    }
+    let caller = Caller {
+        principal: "eks-ops-mcp-forecast-job".into(),
+        approver: Arc::new(NoApprover),
+    };
+    let call = |tool: &'static str, args: serde_json::Value| {
+        let server = server.clone();
+        let caller = caller.clone();
+        async move {
+            let args = args.as_object().cloned().unwrap_or_default();
+            let r = server
+                .call_as(tool, args, caller)
+                .await
+                .map_err(|e| e.message.to_string())?;
+            let text: Vec<String> = r
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect();
+            if r.is_error == Some(true) {
+                return Err(format!("{tool} failed: {}", text.join("\n")));
+            }
+            Ok::<_, String>((r.structured_content.unwrap_or_default(), text.join("\n")))
+        }
+    };
+    let (rec, rec_text) = call("recommend_replicas", args).await?;
+    let mut report = serde_json::json!({"recommendation": rec});
+    let mut exit = Ok(());
+    if job.apply {
+        if let (Some(tool), Some(arguments)) = (
+            rec["call"]["tool"].as_str(),
+            rec.get("call").map(|c| c["arguments"].clone()),
+        ) {
+            let tool: &'static str = match tool {
+                "scale_deployment" => "scale_deployment",
+                "adjust_hpa" => "adjust_hpa",
+                other => return Err(format!("unexpected proposed tool {other}")),
+            };
+            let (applied, applied_text) = call(tool, arguments).await?;
+            if applied["status"] != "applied" {
+                exit = Err(format!(
+                    "the proposed {tool} was not applied: {applied_text}"
+                ));
+            }
+            report["applied"] = applied;
+            if job.output != "json" {
+                println!("{rec_text}\n{applied_text}");
+            }
+        } else if job.output != "json" {
+            println!("{rec_text}\nnothing to apply");
+        }
+    } else if job.output != "json" {
+        println!("{rec_text}\n(dry: add --apply to make the proposed call)");
+    }
+    if job.output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    }
+    exit
 }
 
 async fn sandbox(args: SandboxArgs) -> Result<(), String> {
@@ -540,6 +680,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(*args).await,
             Command::Sandbox(args) => sandbox(args).await,
             Command::Policy { command } => policy(command),
+            Command::Forecast(job) => forecast_job(*job).await,
             Command::Audit {
                 command: AuditCommand::Verify { file },
             } => {
@@ -566,5 +707,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -19,7 +19,8 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::audit::AuditLog;
 use crate::error::ToolError;
-use crate::guard::{Caller, NoApprover};
+use crate::guard::Caller;
+use crate::guard::elicitation::{self, CallBinding, ElicitationApprover, PendingApprovals};
 use crate::tools::{self, Registered, ToolContext};
 
 /// Server settings that shape tool behaviour.
@@ -29,6 +30,9 @@ pub struct ServerSettings {
     pub call_timeout: Duration,
     /// Where every call is recorded (none: not recorded).
     pub audit: Option<Arc<AuditLog>>,
+    /// How long a human has to answer an approval request; a mutating call's time limit is
+    /// the call timeout plus this.
+    pub approval_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -36,6 +40,7 @@ impl Default for ServerSettings {
         Self {
             call_timeout: Duration::from_secs(30),
             audit: None,
+            approval_timeout: elicitation::DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 }
@@ -136,7 +141,12 @@ impl EksOpsServer {
         let principal = caller.principal.clone();
         ctx.caller = caller;
         let audited_args = serde_json::Value::Object(arguments.clone());
-        let timeout = self.inner.settings.call_timeout;
+        // a mutating call may wait for a human: the approval window comes on top
+        let timeout = if tools::is_read_only(tool) {
+            self.inner.settings.call_timeout
+        } else {
+            self.inner.settings.call_timeout + self.inner.settings.approval_timeout
+        };
         let started = Instant::now();
         // Spawned so that a panic inside the tool is caught by the runtime and reported.
         let task =
@@ -239,16 +249,46 @@ impl ServerHandler for EksOpsServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let args = request.arguments.unwrap_or_default();
         let principal = context
-            .peer
-            .peer_info()
-            .map(|info| info.client_info.name.clone())
+            .client_info()
+            .map(|info| info.name)
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "unknown-client".into());
+        let approval_timeout = self.inner.settings.approval_timeout;
+        if elicitation::uses_input_required(context.protocol_version().as_ref()) {
+            // 2026-07-28 and later: no server-to-client requests; a call that needs approval
+            // answers input_required and is resumed by the client's retry
+            let binding = CallBinding {
+                principal,
+                tool: request.name.to_string(),
+                arguments: request.arguments.unwrap_or_default(),
+            };
+            let capabilities = context.client_capabilities();
+            let server = self.clone();
+            let call = binding.clone();
+            return PendingApprovals::global()
+                .call(
+                    binding,
+                    request.request_state,
+                    request.input_responses,
+                    capabilities.as_ref(),
+                    approval_timeout,
+                    move |approver| async move {
+                        let caller = Caller {
+                            principal: call.principal,
+                            approver,
+                        };
+                        server.call_as(&call.tool, call.arguments, caller).await
+                    },
+                )
+                .await;
+        }
+        let args = request.arguments.unwrap_or_default();
         let caller = Caller {
             principal,
-            approver: Arc::new(NoApprover),
+            approver: Arc::new(
+                ElicitationApprover::for_request(&context).with_timeout(approval_timeout),
+            ),
         };
         self.call_as(&request.name, args, caller)
             .await

@@ -6,6 +6,7 @@
 //! only change the cluster from inside [`Guard::run`], after the policies allowed it.
 
 pub mod approval;
+pub mod elicitation;
 pub mod history;
 
 use std::future::Future;

@@ -38,7 +38,9 @@ def server_binary() -> Path:
     return Path(os.environ.get("EKS_OPS_MCP_BIN") or DEFAULT_BIN)
 
 
-AUDIT_LOG = os.path.join(tempfile.mkdtemp(prefix="eks-ops-mcp-e2e-"), "audit.jsonl")
+_STATE = tempfile.mkdtemp(prefix="eks-ops-mcp-e2e-")
+AUDIT_LOG = os.path.join(_STATE, "audit.jsonl")
+FORECAST_STORE = os.path.join(_STATE, "forecasts.jsonl")
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -47,6 +49,7 @@ def server_env(**extra: str) -> dict[str, str]:
     env["EKS_OPS_MCP_LOG"] = "info"
     # keep the audit records of test servers out of the user's state folder
     env["EKS_OPS_MCP_AUDIT_LOG"] = AUDIT_LOG
+    env["EKS_OPS_MCP_FORECAST_STORE"] = FORECAST_STORE
     env.update(extra)
     return env
 
@@ -207,7 +210,7 @@ async def connect(
                 params = StdioServerParameters(
                     command=str(server_binary()),
                     args=["serve", "--sandbox", *stdio_args],
-                    env={"EKS_OPS_MCP_LOG": "info"},
+                    env={"EKS_OPS_MCP_LOG": "info", "EKS_OPS_MCP_AUDIT_LOG": AUDIT_LOG, "EKS_OPS_MCP_FORECAST_STORE": FORECAST_STORE},
                 )
                 errlog = stdio_errlog or stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
                 read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))

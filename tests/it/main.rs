@@ -1,5 +1,6 @@
 //! Integration tests: one binary with modules, to keep link time down.
 
+mod cli;
 mod cloudwatch;
 mod fixture;
 mod forecast_tools;

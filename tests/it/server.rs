@@ -72,6 +72,7 @@ async fn a_slow_call_times_out_with_a_clear_error() {
         ctx,
         ServerSettings {
             call_timeout: std::time::Duration::from_millis(200),
+            approval_timeout: std::time::Duration::ZERO,
             ..Default::default()
         },
         tools,
