@@ -104,14 +104,24 @@ enum PolicyCommand {
         cases: PathBuf,
     },
     /// Decide one request given as JSON ({principal, action, resource, facts}); `-` reads stdin.
+    /// Decide one request. Either a request file with the facts ({principal, action,
+    /// resource, facts}; `-` reads stdin), or --tool and --args: the facts are then gathered from
+    /// the cluster (--sandbox, or the kubeconfig) by the tool's own plan step, as a dry run.
     Check {
-        #[command(flatten)]
-        source: PolicySource,
-        /// The request file.
-        request: PathBuf,
-        /// Decide as if a human approved (escalations lifted, hard rules kept).
-        #[arg(long)]
+        /// The request file (with the facts).
+        #[arg(conflicts_with_all = ["tool", "args"])]
+        request: Option<PathBuf>,
+        /// A mutating tool, e.g. scale_deployment.
+        #[arg(long, requires = "args")]
+        tool: Option<String>,
+        /// The tool's arguments as JSON, e.g. '{"namespace":"shop","name":"checkout","replicas":9}'.
+        #[arg(long, requires = "tool")]
+        args: Option<String>,
+        /// Decide as if a human approved (escalations lifted, hard rules kept); request files only.
+        #[arg(long, conflicts_with = "tool")]
         approved: bool,
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
     },
 }
 
@@ -582,7 +592,53 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn policy(cmd: PolicyCommand) -> Result<(), String> {
+/// `policy check --tool --args`: the tool's plan step gathers the facts from the cluster and
+/// the policies decide; the call is sent as a dry run, so nothing changes.
+async fn check_call(tool: &str, args: &str, serve: &ServeArgs) -> Result<(), String> {
+    let mut arguments: serde_json::Value =
+        serde_json::from_str(args).map_err(|e| format!("--args is not JSON: {e}"))?;
+    let obj = arguments
+        .as_object_mut()
+        .ok_or("--args must be a JSON object")?;
+    obj.insert("dry_run".into(), serde_json::Value::Bool(true));
+    let (server, _sandbox) = build_server(serve).await?;
+    let def = server
+        .tool_defs()
+        .into_iter()
+        .find(|d| d.name == tool)
+        .ok_or_else(|| format!("no tool {tool:?}"))?;
+    if def.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true) {
+        return Err(format!("{tool} only reads; policies decide mutating tools"));
+    }
+    let caller = Caller {
+        principal: "policy-check".into(),
+        approver: Arc::new(NoApprover),
+    };
+    let r = server
+        .call_as(tool, obj.clone(), caller)
+        .await
+        .map_err(|e| e.message.to_string())?;
+    let text: Vec<String> = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    if r.is_error == Some(true) {
+        return Err(text.join("\n"));
+    }
+    let report = r.structured_content.unwrap_or_default();
+    let out = serde_json::json!({
+        "decision": report["decision"], "facts": report["facts"], "target": report["target"],
+        "plan": {"summary": report["summary"], "changes": report["changes"]},
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+async fn policy(cmd: PolicyCommand) -> Result<(), String> {
     match cmd {
         PolicyCommand::Test { source, cases } => {
             let engine = source.load()?;
@@ -606,11 +662,19 @@ fn policy(cmd: PolicyCommand) -> Result<(), String> {
             Ok(())
         }
         PolicyCommand::Check {
-            source,
+            tool: Some(tool),
+            args: Some(args),
+            serve,
+            ..
+        } => check_call(&tool, &args, &serve).await,
+        PolicyCommand::Check {
             request,
             approved,
+            serve,
+            ..
         } => {
-            let engine = source.load()?;
+            let request = request.ok_or("give a request file, or --tool and --args")?;
+            let engine = serve.policy.load()?;
             let text = if request.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())
                     .map_err(|e| format!("cannot read stdin: {e}"))?
@@ -679,7 +743,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Sandbox(args) => sandbox(args).await,
-            Command::Policy { command } => policy(command),
+            Command::Policy { command } => policy(command).await,
             Command::Forecast(job) => forecast_job(*job).await,
             Command::Audit {
                 command: AuditCommand::Verify { file },

@@ -117,6 +117,34 @@ fn policy_commands() {
     assert_eq!(decision["outcome"], "deny");
     assert_eq!(decision["policies"][0]["id"], "deny-secrets-and-configmaps");
 
+    // facts gathered from the (sandbox) cluster by the tool's plan step
+    let out = bin()
+        .env("EKS_OPS_MCP_AUDIT_LOG", dir.path().join("audit.jsonl"))
+        .env("EKS_OPS_MCP_FORECAST_STORE", dir.path().join("f.jsonl"))
+        .args([
+            "policy",
+            "check",
+            "--sandbox",
+            "--tool",
+            "scale_deployment",
+            "--args",
+            r#"{"namespace":"shop","name":"checkout","replicas":9}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["outcome"], "escalate");
+    assert_eq!(
+        v["facts"]["replicas"]["current"], 4,
+        "read from the cluster, not the arguments"
+    );
+    assert_eq!(v["plan"]["summary"], "replicas 4 → 9");
+
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(bad.join("p.cedar"), "@id(\"x\")\n@message(\"m\")\npermit (principal, action, resource)\nwhen { context.nope };\n").unwrap();
