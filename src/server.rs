@@ -175,7 +175,7 @@ impl EksOpsServer {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         if let Some(audit) = &self.inner.settings.audit {
             let (is_error, detail) = match &outcome {
-                Ok((value, _)) => (false, serde_json::json!({"result": value})),
+                Ok(answer) => (false, serde_json::json!({"result": answer.value})),
                 Err(e) => (
                     true,
                     serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
@@ -196,10 +196,17 @@ impl EksOpsServer {
             }
         }
         Ok(match outcome {
-            Ok((value, summary)) => {
+            Ok(answer) => {
                 tracing::debug!(tool = name, elapsed_ms, "tool call succeeded");
-                let mut r = CallToolResult::structured(value);
-                r.content = vec![ContentBlock::text(summary)];
+                let mut r = CallToolResult::structured(answer.value);
+                r.content = vec![ContentBlock::text(answer.summary)];
+                if let Some(png) = answer.png {
+                    use base64::Engine as _;
+                    r.content.push(ContentBlock::image(
+                        base64::engine::general_purpose::STANDARD.encode(png),
+                        "image/png",
+                    ));
+                }
                 r
             }
             Err(e) => {

@@ -5,6 +5,7 @@
 pub mod accuracy;
 pub mod anomaly;
 pub mod capacity;
+pub mod chart;
 pub mod evaluate;
 pub mod history;
 pub mod models;

@@ -35,6 +35,9 @@ pub struct Args {
     /// Forecast points returned at most (10–2000, default 288); longer forecasts keep every n-th step.
     #[serde(default)]
     pub max_points: Option<i64>,
+    /// Also return a PNG chart of the recent history and the forecast band (MCP image content).
+    #[serde(default)]
+    pub chart: bool,
 }
 
 /// One forecast step.
@@ -81,6 +84,10 @@ pub struct Output {
     pub forecast_id: Option<String>,
     /// Warnings (gaps filled, short history, level shift…).
     pub warnings: Vec<String>,
+    /// The PNG chart, sent as image content (not part of the structured result).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub chart_png: Option<Vec<u8>>,
 }
 
 /// The `forecast_load` tool.
@@ -180,7 +187,31 @@ impl Tool for ForecastLoad {
                 Some(id)
             }
         };
+        let chart_png = if args.chart {
+            let keep = (4 * steps)
+                .max(2 * 86_400 / out.history.step.max(1) as usize)
+                .min(n);
+            let history: Vec<(i64, f64)> = (n - keep..n)
+                .map(|i| (out.history.time(i), out.history.values[i]))
+                .collect();
+            let fc: Vec<(i64, f64, f64, f64)> = all
+                .iter()
+                .map(|s| (s.t, s.point, s.lower, s.upper))
+                .collect();
+            let title = format!(
+                "{history_source}: {:?} forecast, {:.0}% interval",
+                out.model,
+                args.level.unwrap_or(0.9) * 100.0
+            );
+            Some(
+                crate::forecast::chart::render(&title, &history, &fc)
+                    .map_err(|e| ToolError::Internal(format!("drawing the chart: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Output {
+            chart_png,
             forecast_id,
             history_source,
             history_points: n,
@@ -195,6 +226,10 @@ impl Tool for ForecastLoad {
             forecast,
             warnings: out.warnings,
         })
+    }
+
+    fn png(out: &Output) -> Option<Vec<u8>> {
+        out.chart_png.clone()
     }
 
     fn summary(out: &Output) -> String {

@@ -163,6 +163,11 @@ pub trait Tool: Send + Sync + 'static {
 
     /// A short text summary of a result, for clients that show text only.
     fn summary(output: &Self::Output) -> String;
+
+    /// A picture of the result (PNG), when the tool draws one.
+    fn png(_output: &Self::Output) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The result envelope every tool returns as `structuredContent`.
@@ -175,11 +180,22 @@ pub struct Envelope<T> {
     pub result: T,
 }
 
+/// What a tool answers: the structured result, a short text, and optionally a PNG picture.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The structured result (`structuredContent`).
+    pub value: Value,
+    /// A short text summary.
+    pub summary: String,
+    /// A chart, sent as MCP image content.
+    pub png: Option<Vec<u8>>,
+}
+
 type Handler = Arc<
     dyn Fn(
             ToolContext,
             Map<String, Value>,
-        ) -> Pin<Box<dyn Future<Output = Result<(Value, String), ToolError>> + Send>>
+        ) -> Pin<Box<dyn Future<Output = Result<Answer, ToolError>> + Send>>
         + Send
         + Sync,
 >;
@@ -212,12 +228,17 @@ fn register<T: Tool>() -> Registered {
             let sandbox = ctx.cluster.is_sandbox();
             let output = T::run(ctx, args).await?;
             let summary = T::summary(&output);
+            let png = T::png(&output);
             let value = serde_json::to_value(Envelope {
                 sandbox,
                 result: output,
             })
             .map_err(|e| ToolError::Internal(format!("result not serialisable: {e}")))?;
-            Ok((value, summary))
+            Ok(Answer {
+                value,
+                summary,
+                png,
+            })
         })
     });
     Registered { def, handler }

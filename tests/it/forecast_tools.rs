@@ -211,3 +211,34 @@ async fn rightsizing_follows_the_vpa_defaults_and_bumps_memory_after_oom_kills()
     let e = f.err("rightsizing", json!({"namespace": "payments", "name": "payment-api", "container": "nope", "cpu_query": cpu, "memory_query": mem})).await;
     assert!(e.contains("payment-api"), "{e}");
 }
+
+#[tokio::test]
+async fn forecast_load_draws_a_chart_as_image_content() {
+    use base64::Engine as _;
+    let f = start().await;
+    let r = f
+        .call(
+            "forecast_load",
+            json!({"history": rps("checkout"), "horizon": "6h", "chart": true}),
+        )
+        .await;
+    assert_ne!(r.is_error, Some(true));
+    let image = r
+        .content
+        .iter()
+        .find_map(|c| c.as_image())
+        .expect("image content");
+    assert_eq!(image.mime_type, "image/png");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(&image.data)
+        .unwrap();
+    assert_eq!(&png[..4], &[0x89, b'P', b'N', b'G']);
+    if let Some(path) = std::env::var_os("EKS_OPS_MCP_DUMP_CHART") {
+        std::fs::write(path, &png).unwrap();
+    }
+    // without chart: no image
+    let r = f
+        .call("forecast_load", json!({"history": rps("checkout")}))
+        .await;
+    assert!(r.content.iter().all(|c| c.as_image().is_none()));
+}

@@ -60,7 +60,11 @@ async fn a_slow_call_times_out_with_a_clear_error() {
         handler: Arc::new(|_ctx, _args| {
             Box::pin(async {
                 tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                Ok((json!({}), String::new()))
+                Ok(eks_ops_mcp::tools::Answer {
+                    value: json!({}),
+                    summary: String::new(),
+                    png: None,
+                })
             })
         }),
     }];
