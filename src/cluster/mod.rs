@@ -133,6 +133,29 @@ impl Cluster {
         ReadApi(Api::all(self.client.clone()))
     }
 
+    /// Read one namespaced object that must exist; a missing one is a [`ToolError::NotFound`]
+    /// naming `what` (e.g. "deployment") and ending with `hint` (where to look instead).
+    pub async fn get_in<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        hint: &str,
+    ) -> Result<K, ToolError>
+    where
+        K: Readable + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        self.api::<K>(Some(namespace))
+            .get_opt(name)
+            .await
+            .map_err(|e| ToolError::from_kube(format!("reading {what} {namespace}/{name}"), e))?
+            .ok_or_else(|| {
+                ToolError::NotFound(format!(
+                    "{what} {name:?} does not exist in namespace {namespace:?}; {hint}"
+                ))
+            })
+    }
+
     /// Write access, for the guard only: the token cannot be made outside the guard module.
     pub fn writer(&self, _token: &crate::guard::GuardToken) -> Writer {
         Writer {

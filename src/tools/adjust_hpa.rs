@@ -53,11 +53,13 @@ impl Mutation for Adjust {
     async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
         let a = &self.0;
         let hpa = cluster
-            .api::<HorizontalPodAutoscaler>(Some(&a.namespace))
-            .get_opt(&a.name)
-            .await
-            .map_err(|e| ToolError::from_kube(format!("reading HPA {}/{}", a.namespace, a.name), e))?
-            .ok_or_else(|| ToolError::NotFound(format!("HorizontalPodAutoscaler {:?} does not exist in namespace {:?}; list_workloads shows which workloads have one", a.name, a.namespace)))?;
+            .get_in::<HorizontalPodAutoscaler>(
+                &a.namespace,
+                &a.name,
+                "HorizontalPodAutoscaler",
+                "list_workloads shows which workloads have one",
+            )
+            .await?;
         let spec = hpa.spec.clone().unwrap_or_default();
         let (cur_min, cur_max) = (
             i64::from(spec.min_replicas.unwrap_or(1)),

@@ -88,21 +88,13 @@ impl Tool for GetRolloutHistory {
         ctx.cluster.ensure_namespace(&args.namespace).await?;
         let dep = ctx
             .cluster
-            .api::<Deployment>(Some(&args.namespace))
-            .get_opt(&args.name)
-            .await
-            .map_err(|e| {
-                ToolError::from_kube(
-                    format!("reading deployment {}/{}", args.namespace, args.name),
-                    e,
-                )
-            })?
-            .ok_or_else(|| {
-                ToolError::NotFound(format!(
-                    "deployment {:?} does not exist in namespace {:?}; see list_workloads",
-                    args.name, args.namespace
-                ))
-            })?;
+            .get_in::<Deployment>(
+                &args.namespace,
+                &args.name,
+                "deployment",
+                "see list_workloads",
+            )
+            .await?;
         let uid = dep.metadata.uid.clone().unwrap_or_default();
         let selector = dep
             .spec

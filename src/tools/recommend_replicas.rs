@@ -119,21 +119,13 @@ impl Tool for RecommendReplicas {
         }
         let dep = ctx
             .cluster
-            .api::<Deployment>(Some(&args.namespace))
-            .get_opt(&args.name)
-            .await
-            .map_err(|e| {
-                ToolError::from_kube(
-                    format!("reading deployment {}/{}", args.namespace, args.name),
-                    e,
-                )
-            })?
-            .ok_or_else(|| {
-                ToolError::NotFound(format!(
-                    "deployment {:?} does not exist in namespace {:?}; see list_workloads",
-                    args.name, args.namespace
-                ))
-            })?;
+            .get_in::<Deployment>(
+                &args.namespace,
+                &args.name,
+                "deployment",
+                "see list_workloads",
+            )
+            .await?;
         let current = i64::from(dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
         let hpa = ctx
             .cluster

@@ -46,18 +46,8 @@ impl Mutation for Restart {
     async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
         let a = &self.0;
         let pod = cluster
-            .api::<Pod>(Some(&a.namespace))
-            .get_opt(&a.name)
-            .await
-            .map_err(|e| {
-                ToolError::from_kube(format!("reading pod {}/{}", a.namespace, a.name), e)
-            })?
-            .ok_or_else(|| {
-                ToolError::NotFound(format!(
-                    "pod {:?} does not exist in namespace {:?}; see get_pod_status",
-                    a.name, a.namespace
-                ))
-            })?;
+            .get_in::<Pod>(&a.namespace, &a.name, "pod", "see get_pod_status")
+            .await?;
         let (pod_f, affected) = pod_facts(cluster, &pod).await?;
         let owner = controller_of(&pod.metadata)
             .map(|(k, n)| format!("{k}/{n}"))

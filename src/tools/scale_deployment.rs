@@ -53,18 +53,8 @@ impl Mutation for Scale {
     async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
         let a = &self.0;
         let dep = cluster
-            .api::<Deployment>(Some(&a.namespace))
-            .get_opt(&a.name)
-            .await
-            .map_err(|e| {
-                ToolError::from_kube(format!("reading deployment {}/{}", a.namespace, a.name), e)
-            })?
-            .ok_or_else(|| {
-                ToolError::NotFound(format!(
-                    "deployment {:?} does not exist in namespace {:?}; see list_workloads",
-                    a.name, a.namespace
-                ))
-            })?;
+            .get_in::<Deployment>(&a.namespace, &a.name, "deployment", "see list_workloads")
+            .await?;
         // An HPA would undo a direct scale within seconds: refuse, and say what to do instead.
         let hpas = cluster
             .api::<HorizontalPodAutoscaler>(Some(&a.namespace))
