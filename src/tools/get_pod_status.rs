@@ -134,58 +134,35 @@ pub fn selector_text(sel: &LabelSelector) -> String {
     parts.join(",")
 }
 
-async fn owner_selector(
-    ctx: &ToolContext,
-    ns: &str,
-    owner: &str,
-) -> Result<(String, String, String), ToolError> {
+/// The label selector of the workload an `owner` argument (`Kind/name`) names.
+async fn owner_selector(ctx: &ToolContext, ns: &str, owner: &str) -> Result<String, ToolError> {
     let (kind, name) = owner.split_once('/').ok_or_else(|| {
         ToolError::invalid(format!(
             "owner {owner:?} must be written Kind/name, e.g. Deployment/checkout; kinds: Deployment, StatefulSet, DaemonSet, ReplicaSet"
         ))
     })?;
     check_name("owner name", name)?;
-    let ctxmsg = format!("reading {kind} {ns}/{name}");
-    let not_found = || {
-        ToolError::NotFound(format!(
-            "{kind} {name:?} does not exist in namespace {ns:?}; see list_workloads"
-        ))
-    };
+    let c = &ctx.cluster;
+    let hint = "see list_workloads";
     let sel = match kind.to_ascii_lowercase().as_str() {
-        "deployment" => ctx
-            .cluster
-            .api::<Deployment>(Some(ns))
-            .get_opt(name)
-            .await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
-            .ok_or_else(not_found)?
+        "deployment" => c
+            .get_in::<Deployment>(ns, name, "Deployment", hint)
+            .await?
             .spec
             .map(|s| s.selector),
-        "statefulset" => ctx
-            .cluster
-            .api::<StatefulSet>(Some(ns))
-            .get_opt(name)
-            .await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
-            .ok_or_else(not_found)?
+        "statefulset" => c
+            .get_in::<StatefulSet>(ns, name, "StatefulSet", hint)
+            .await?
             .spec
             .map(|s| s.selector),
-        "daemonset" => ctx
-            .cluster
-            .api::<DaemonSet>(Some(ns))
-            .get_opt(name)
-            .await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
-            .ok_or_else(not_found)?
+        "daemonset" => c
+            .get_in::<DaemonSet>(ns, name, "DaemonSet", hint)
+            .await?
             .spec
             .map(|s| s.selector),
-        "replicaset" => ctx
-            .cluster
-            .api::<ReplicaSet>(Some(ns))
-            .get_opt(name)
-            .await
-            .map_err(|e| ToolError::from_kube(ctxmsg, e))?
-            .ok_or_else(not_found)?
+        "replicaset" => c
+            .get_in::<ReplicaSet>(ns, name, "ReplicaSet", hint)
+            .await?
             .spec
             .map(|s| s.selector),
         _ => {
@@ -194,17 +171,7 @@ async fn owner_selector(
             )));
         }
     };
-    let canonical = match kind.to_ascii_lowercase().as_str() {
-        "deployment" => "Deployment",
-        "statefulset" => "StatefulSet",
-        "daemonset" => "DaemonSet",
-        _ => "ReplicaSet",
-    };
-    Ok((
-        canonical.to_string(),
-        name.to_string(),
-        sel.as_ref().map(selector_text).unwrap_or_default(),
-    ))
+    Ok(sel.as_ref().map(selector_text).unwrap_or_default())
 }
 
 fn container_info(c: &ContainerStatus) -> ContainerInfo {
@@ -342,7 +309,7 @@ impl Tool for GetPodStatus {
             let ns = args.namespace.as_deref().ok_or_else(|| {
                 ToolError::invalid("owner needs a namespace: give namespace together with owner")
             })?;
-            let (_, _, sel) = owner_selector(&ctx, ns, owner).await?;
+            let sel = owner_selector(&ctx, ns, owner).await?;
             if !sel.is_empty() {
                 selectors.push(sel);
             }

@@ -51,22 +51,12 @@ impl Mutation for RolloutRestart {
 
     async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
         let (a, kind) = (&self.0, self.1);
-        let ctx = format!("reading {kind} {}/{}", a.namespace, a.name);
-        let missing = || {
-            ToolError::NotFound(format!(
-                "{kind} {:?} does not exist in namespace {:?}; see list_workloads",
-                a.name, a.namespace
-            ))
-        };
         // replicas, pods down at once, metadata, current restart annotation
         let (replicas, down, meta, last) = match kind {
             "Deployment" => {
                 let d = cluster
-                    .api::<Deployment>(Some(&a.namespace))
-                    .get_opt(&a.name)
-                    .await
-                    .map_err(|e| ToolError::from_kube(ctx, e))?
-                    .ok_or_else(missing)?;
+                    .get_in::<Deployment>(&a.namespace, &a.name, kind, "see list_workloads")
+                    .await?;
                 let spec = d.spec.clone().unwrap_or_default();
                 let replicas = i64::from(spec.replicas.unwrap_or(1));
                 let last = spec
@@ -83,11 +73,8 @@ impl Mutation for RolloutRestart {
             }
             "StatefulSet" => {
                 let s = cluster
-                    .api::<StatefulSet>(Some(&a.namespace))
-                    .get_opt(&a.name)
-                    .await
-                    .map_err(|e| ToolError::from_kube(ctx, e))?
-                    .ok_or_else(missing)?;
+                    .get_in::<StatefulSet>(&a.namespace, &a.name, kind, "see list_workloads")
+                    .await?;
                 let spec = s.spec.clone().unwrap_or_default();
                 let last = spec
                     .template
@@ -98,11 +85,8 @@ impl Mutation for RolloutRestart {
             }
             _ => {
                 let d = cluster
-                    .api::<DaemonSet>(Some(&a.namespace))
-                    .get_opt(&a.name)
-                    .await
-                    .map_err(|e| ToolError::from_kube(ctx, e))?
-                    .ok_or_else(missing)?;
+                    .get_in::<DaemonSet>(&a.namespace, &a.name, kind, "see list_workloads")
+                    .await?;
                 let total = i64::from(d.status.as_ref().map_or(0, |s| s.desired_number_scheduled));
                 let last = d
                     .spec
