@@ -188,7 +188,8 @@ impl EksOpsServer {
             if let (Some(r), Some(d)) = (record.as_object_mut(), detail.as_object()) {
                 r.extend(d.clone());
             }
-            if let Err(e) = audit.append(record) {
+            // a mutating call's record is synced to disk; a read's is written and flushed
+            if let Err(e) = audit.append_with(record, !tools::is_read_only(tool)) {
                 tracing::error!(tool = name, "audit record could not be written: {e}");
                 return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                     "{name}: the audit record of this call could not be written ({e}); the server refuses to answer unrecorded"
