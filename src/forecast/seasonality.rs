@@ -71,11 +71,22 @@ pub fn detect(values: &[f64], step: i64) -> Seasonality {
             .iter()
             .any(|&q| (q as f64 - p as f64).abs() <= 0.1 * p as f64)
     };
+    // Spikes (a burst hundreds of times the median) swamp the autocorrelation of raw values;
+    // for non-negative series the autocorrelation of log(1 + v) is checked too.
+    let logged: Option<Vec<f64>> = values
+        .iter()
+        .all(|v| *v >= 0.0)
+        .then(|| values.iter().map(|v| v.ln_1p()).collect());
     let confirm = |period: usize| -> (Option<usize>, Option<f64>) {
         if period < 2 || values.len() < 2 * period {
             return (None, None);
         }
-        let r = acf(values, period);
+        let raw = acf(values, period);
+        let log = logged.as_deref().and_then(|l| acf(l, period));
+        let r = match (raw, log) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let ok =
             r.is_some_and(|r| r >= ACF_CONFIRM || (near(period) && r >= ACF_CONFIRM_WITH_PEAK));
         (ok.then_some(period), r)
@@ -111,6 +122,30 @@ mod tests {
         let s = detect(&v, step);
         assert_eq!(s.daily, Some(day));
         assert_eq!(s.weekly, Some(day * 7));
+    }
+
+    #[test]
+    fn a_daily_cycle_under_huge_spikes_is_still_found() {
+        let day = 288usize;
+        let mut x = 3u64;
+        let v: Vec<f64> = (0..day * 14)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = (x >> 33) as f64 / (1u64 << 31) as f64;
+                let base = 50.0
+                    + 40.0 * (2.0 * std::f64::consts::PI * (i % day) as f64 / day as f64).sin();
+                // a few bursts 300× the level, like Twitter volumes
+                if r > 0.998 {
+                    base * 300.0
+                } else {
+                    base * (0.8 + 0.4 * r)
+                }
+            })
+            .collect();
+        let s = detect(&v, 300);
+        assert_eq!(s.daily, Some(day), "acf {:?}", s.acf_daily);
     }
 
     #[test]
