@@ -31,6 +31,16 @@ pub(crate) struct SetSchedulable {
     pub(crate) unschedulable: bool,
 }
 
+impl SetSchedulable {
+    /// The whole of `cordon_node` / `uncordon_node`: refuse on a namespace-scoped server,
+    /// check the name, then plan → decide → apply through the guard.
+    pub(crate) async fn run(self, ctx: &ToolContext) -> Result<MutationReport, ToolError> {
+        refuse_when_scoped(ctx, self.action())?;
+        check_name("name", &self.args.name)?;
+        ctx.guard()?.run(&ctx.cluster, &ctx.caller, &self).await
+    }
+}
+
 /// Node mutations touch pods of every namespace: a namespace-scoped server refuses them.
 pub(crate) fn refuse_when_scoped(ctx: &ToolContext, tool: &str) -> Result<(), ToolError> {
     if let Some(scope) = &ctx.scope {
@@ -178,18 +188,12 @@ impl Tool for CordonNode {
     type Output = MutationReport;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<MutationReport, ToolError> {
-        refuse_when_scoped(&ctx, Self::NAME)?;
-        check_name("name", &args.name)?;
-        ctx.guard()?
-            .run(
-                &ctx.cluster,
-                &ctx.caller,
-                &SetSchedulable {
-                    args,
-                    unschedulable: true,
-                },
-            )
-            .await
+        SetSchedulable {
+            args,
+            unschedulable: true,
+        }
+        .run(&ctx)
+        .await
     }
 
     fn summary(out: &MutationReport) -> String {

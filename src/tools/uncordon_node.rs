@@ -1,7 +1,6 @@
 //! `uncordon_node`: make a node schedulable again.
 
-use super::common::check_name;
-use super::cordon_node::{Args, SetSchedulable, refuse_when_scoped};
+use super::cordon_node::{Args, SetSchedulable};
 use super::{Tool, ToolContext};
 use crate::error::ToolError;
 use crate::guard::MutationReport;
@@ -20,18 +19,12 @@ impl Tool for UncordonNode {
     type Output = MutationReport;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<MutationReport, ToolError> {
-        refuse_when_scoped(&ctx, Self::NAME)?;
-        check_name("name", &args.name)?;
-        ctx.guard()?
-            .run(
-                &ctx.cluster,
-                &ctx.caller,
-                &SetSchedulable {
-                    args,
-                    unschedulable: false,
-                },
-            )
-            .await
+        SetSchedulable {
+            args,
+            unschedulable: false,
+        }
+        .run(&ctx)
+        .await
     }
 
     fn summary(out: &MutationReport) -> String {
