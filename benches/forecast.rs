@@ -293,6 +293,7 @@ fn fixed_name(k: ModelKind) -> &'static str {
         ModelKind::SeasonalNaiveDaily => "server_seasonal_naive_daily",
         ModelKind::SeasonalNaiveWeekly => "server_seasonal_naive_weekly",
         ModelKind::MstlEts => "server_mstl_ets",
+        ModelKind::Prophet => "server_prophet",
     }
 }
 

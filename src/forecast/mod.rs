@@ -261,7 +261,7 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
     let scale = mase_scale(y, season.daily.unwrap_or(1));
     let candidates_kinds = match opts.model {
         Some(m) => {
-            if !ModelKind::candidates(&season).contains(&m) {
+            if !m.applies(&season) {
                 return Err(ForecastError::Invalid(format!(
                     "model {m:?} does not fit this series (seasonality found: daily {}, weekly {}); omit model to choose automatically",
                     season.daily.is_some(),
