@@ -68,7 +68,10 @@ SERVER_MODELS = [
     "server_naive",
     "server_seasonal_naive_daily",
     "server_seasonal_naive_weekly",
+    "server_recent_median",
+    "server_ets_log",
     "server_mstl_ets",
+    "server_mstl_ets_log",
 ]
 
 
@@ -376,12 +379,12 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
         "upper bound are fewer than the actual value needs (mean over series); extra replica-h/day = "
         "replica-hours above need per day (median over series: a few spiky series have intervals thousands of "
         "times the median); wins vs SN = series where MASE < seasonal naive (daily)'s; ms = fit + predict, median "
-        "over the series with full 14-day training windows (Python: one fit + 288-step predict serves both "
+        "over the series with full-length training windows (Python: one fit + 288-step predict serves both "
         "horizons).\n"
     )
     for h in horizons:
         w(f"\n## Horizon {hname.get(h, h)}\n")
-        w("| model | MASE mean | MASE median | wins vs SN | sMAPE % | coverage | over | under | under-prov. | extra replica-h/day | ms (14 d) |")
+        w("| model | MASE mean | MASE median | wins vs SN | sMAPE % | coverage | over | under | under-prov. | extra replica-h/day | ms (full window) |")
         w("|---|---|---|---|---|---|---|---|---|---|---|")
         for m in models:
             rs = [by[(s, m, h)] for s in series if (s, m, h) in by]
@@ -436,6 +439,45 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
             f"{fmt(median([r['extra_replica_hours_per_day'] for r in hs]), 1)}"
         )
         cells += [c, c]
+    w("| reactive HPA (lags 1 step) | " + " | ".join(cells) + " |")
+    w("\n## Sizing level: safety against capacity (server default)\n")
+    w(
+        "`recommend_replicas` sizes from the forecast's upper bound at its `level` (default 0.9: the 95th "
+        "percentile). The same forecasts sized from lower levels' upper bounds, and from the point forecast (the "
+        "median for the log-scale models): share of 5-minute steps under-provisioned (mean over series) and "
+        "replica-hours relative to the reactive HPA's (median over series of the ratio; 1.00 = as many).\n"
+    )
+    w("| sized from | " + " | ".join(f"under-prov., {hname.get(h, h)} | replica-h vs HPA, {hname.get(h, h)}" for h in horizons) + " |")
+    w("|---|" + "---|---|" * len(horizons))
+
+    def ratio(rows_by_series, h, key):
+        return median(
+            [
+                r[key] / hpa[(s, h)]["replica_hours_per_day"]
+                for s, r in rows_by_series.items()
+                if (s, h) in hpa and hpa[(s, h)]["replica_hours_per_day"] > 0
+            ]
+        )
+
+    for label, model, under_key, total_key in (
+        ("point forecast", "server_default", "under_provisioned_point", "replica_hours_per_day_point"),
+        ("upper bound, level 0.6 (80th pct.)", "server_default_sized_level_0.6", "under_provisioned", "replica_hours_per_day"),
+        ("upper bound, level 0.8 (90th pct.)", "server_default_sized_level_0.8", "under_provisioned", "replica_hours_per_day"),
+        ("upper bound, level 0.9 (95th pct., default)", "server_default", "under_provisioned", "replica_hours_per_day"),
+    ):
+        cells = []
+        for h in horizons:
+            rs = {s: by[(s, model, h)] for s in series if (s, model, h) in by}
+            if not rs or total_key not in next(iter(rs.values())):
+                cells += ["—", "—"]
+                continue
+            cells.append(f"{fmt(100 * mean([r[under_key] for r in rs.values()]), 1)}%")
+            cells.append(fmt(ratio(rs, h, total_key), 2))
+        w(f"| {label} | " + " | ".join(cells) + " |")
+    cells = []
+    for h in horizons:
+        hs = [hpa[(s, h)] for s in series if (s, h) in hpa]
+        cells += [f"{fmt(100 * mean([r['under_provisioned'] for r in hs]), 1)}%", "1.00"]
     w("| reactive HPA (lags 1 step) | " + " | ".join(cells) + " |")
     for h in horizons:
         w(f"\n### MASE per series, horizon {hname.get(h, h)}\n")
@@ -521,7 +563,7 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
         w("")
     # time for two weeks of 5-minute data
     calls14 = [c for c in doc.get("default_calls", []) if c["train_steps"] == meta["train_max_steps"]]
-    w(f"**Fit + predict time on 14 days of 5-minute data ({meta['train_max_steps']} points)**, per call:\n")
+    w(f"**Fit + predict time on {meta['train_max_steps'] * 5 // 1440} days of 5-minute data ({meta['train_max_steps']} points)**, per call:\n")
     w("| model | calls | median ms | p90 ms | max ms |")
     w("|---|---|---|---|---|")
 
@@ -533,7 +575,7 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
         for label, pred in (
             ("all", lambda c: True),
             ("with MSTL among the candidates", lambda c: "mstl_ets" in [x["model"] for x in c["candidates"]]),
-            ("no seasonality found (naive only)", lambda c: [x["model"] for x in c["candidates"]] == ["naive"]),
+            ("no seasonality found (median, ETS)", lambda c: not any("seasonal" in x["model"] or "mstl" in x["model"] for x in c["candidates"])),
         ):
             v = [c["ms"] for c in calls14 if c["horizon"] == h and pred(c)]
             if v:
@@ -572,6 +614,14 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
     return "\n".join(out)
 
 
+def python_models_source() -> str:
+    """The text of this script's Python-models section (what the reusable results depend on)."""
+    text = Path(__file__).read_text()
+    start = text.index("# " + "-" * 75 + " python models")
+    end = text.index("\n# " + "-" * 75, start + 1)
+    return text[start:end]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rust-json", help="reuse this Rust bench JSON instead of running cargo bench")
@@ -579,6 +629,12 @@ def main():
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--venv", default=os.environ.get("EKS_OPS_MCP_FORECAST_VENV"))
     ap.add_argument("--only", help="comma-separated series names (a quick partial run)")
+    ap.add_argument(
+        "--reuse-python",
+        action="store_true",
+        help="reuse the Python results of the last run when the data, windows and this script are unchanged "
+        "(the Rust side alone is re-run: for iterating on the server's models)",
+    )
     args = ap.parse_args()
     if os.environ.get(IN_VENV) != "1":
         venv = Path(args.venv) if args.venv else Path.home() / ".cache" / "eks-ops-mcp" / "forecast-venv"
@@ -613,7 +669,29 @@ def main():
     py_rows, py_calls = [], []
     t0 = time.perf_counter()
     worst_scale = 0.0
-    if args.jobs > 1:
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [
+                [s["name"], s["values"], s["origins"], s["train_starts"], s["mase_scale"], s["capacity_per_pod"]]
+                for s in todo
+            ]
+        ).encode()
+        + python_models_source().encode()
+    ).hexdigest()
+    out = Path(args.out) if args.out else json_path.with_name("forecast-compare.md")
+    py_json = out.with_name(out.stem + "-python.json")
+    reused = None
+    if args.reuse_python and py_json.exists():
+        old = json.loads(py_json.read_text())
+        if old.get("fingerprint") == fingerprint:
+            reused = old
+        else:
+            print("the Python results are for other data or another script: running them again", file=sys.stderr)
+    if reused is not None:
+        py_rows, py_calls = reused["results"], reused["calls"]
+        worst_scale = reused.get("worst_scale", 0.0)
+        timings.update({f"(reused) {k}": v for k, v in reused.get("timings", {}).items()})
+    elif args.jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
@@ -630,7 +708,8 @@ def main():
             py_rows += rows
             py_calls += calls
             worst_scale = max(worst_scale, mismatch)
-    timings[f"Python models ({args.jobs} worker process(es), incl. warm-up)"] = f"{time.perf_counter() - t0:.1f} s"
+    if reused is None:
+        timings[f"Python models ({args.jobs} worker process(es), incl. warm-up)"] = f"{time.perf_counter() - t0:.1f} s"
     if worst_scale > 1e-9:
         print(f"warning: MASE scales differ from Rust's by up to {worst_scale:.2e} (relative)", file=sys.stderr)
     timings["largest relative difference of the MASE scale, Python vs Rust"] = f"{worst_scale:.1e}"
@@ -642,9 +721,20 @@ def main():
         f"prophet {version('prophet')}, statsmodels {version('statsmodels')}, numpy {version('numpy')}"
     )
     report = build_report(doc, py_rows, py_calls, timings)
-    out = Path(args.out) if args.out else json_path.with_name("forecast-compare.md")
     out.write_text(report)
-    out.with_name(out.stem + "-python.json").write_text(json.dumps({"results": py_rows, "calls": py_calls}))
+    if reused is None:
+        py_timings = {k: v for k, v in timings.items() if k.startswith("Python") or k.startswith("largest")}
+        py_json.write_text(
+            json.dumps(
+                {
+                    "fingerprint": fingerprint,
+                    "worst_scale": worst_scale,
+                    "timings": py_timings,
+                    "results": py_rows,
+                    "calls": py_calls,
+                }
+            )
+        )
     print(report)
     print(f"\nwritten: {out}", file=sys.stderr)
 

@@ -16,12 +16,13 @@
 //! in the raw data are not scored.
 //!
 //! Protocol: 9 origins, every 6 h over the last 3 days (each with 24 h of data after it);
-//! at each origin every model is refitted on the last 14 days (4,032 steps) before it, or all
-//! there is; horizons 1 h (12 steps) and 24 h (288 steps); 90% intervals.
+//! at each origin every model is refitted on the last 21 days (6,048 steps: what the tools
+//! fetch by default) before it, or all there is; horizons 1 h (12 steps) and 24 h (288 steps); 90% intervals.
 //! - `server_default`: `forecast::forecast` with `model: None` (its own seasonality detection
 //!   and backtest choice), timed whole.
 //! - `server_<model>`: `models::predict` with fixed periods (daily 288; weekly 2016, which
 //!   MSTL uses only with two weeks of training data) — the same periods the Python models get.
+//!   `ets_log` and `mstl_ets_log` fit on log(1 + v) (every series here is non-negative).
 //!
 //! Metrics: MASE (per origin: MAE / mean |y_t − y_{t−m}| over the training window, m = 288
 //! when `seasonality::detect` finds a daily cycle in it, else 1; averaged over origins),
@@ -42,7 +43,7 @@ use eks_ops_mcp::forecast::evaluate::read_csv;
 use eks_ops_mcp::forecast::history::regularize;
 use eks_ops_mcp::forecast::models::{ModelKind, Prediction, predict};
 use eks_ops_mcp::forecast::seasonality::{Seasonality, detect};
-use eks_ops_mcp::forecast::{Options, forecast, mase_scale};
+use eks_ops_mcp::forecast::{Options, forecast, kind_name, mase_scale};
 use serde::Serialize;
 use serde_json::json;
 
@@ -54,9 +55,15 @@ const LEVEL: f64 = 0.9;
 const ORIGINS: usize = 9;
 const ORIGIN_EVERY: usize = 72; // 6 h
 const EVAL_STEPS: usize = 3 * DAY;
-const TRAIN_MAX: usize = 2 * WEEK; // 14 days
+const TRAIN_MAX: usize = 3 * WEEK; // 21 days, what the tools fetch by default
 const TARGET_UTILIZATION: f64 = 0.7;
 const PODS_AT_MEDIAN: f64 = 5.0;
+/// Lower interval levels the default's replicas are also sized from (upper bound = the
+/// (1 + level)/2 quantile): the safety / capacity trade-off of `recommend_replicas`' `level`.
+const SIZING_LEVELS: [(f64, &str); 2] = [
+    (0.6, "server_default_sized_level_0.6"),
+    (0.8, "server_default_sized_level_0.8"),
+];
 
 const NAB_FILES: &[&str] = &[
     "realTweets/Twitter_volume_AAPL.csv",
@@ -146,6 +153,7 @@ struct Sums {
     under_provisioned_point: usize,
     extra_replica_steps_point: f64,
     replica_steps: f64,
+    replica_steps_point: f64,
     ms: Vec<f64>,
     failures: Vec<String>,
 }
@@ -167,6 +175,7 @@ struct Row {
     under_provisioned_point: f64,
     extra_replica_hours_per_day_point: f64,
     replica_hours_per_day: f64,
+    replica_hours_per_day_point: f64,
     fit_predict_ms_median: f64,
     fit_predict_ms_mean: f64,
     failures: Vec<String>,
@@ -242,6 +251,7 @@ fn score(
         let have_point = replicas(f, capacity);
         s.under_provisioned_point += usize::from(have_point < need);
         s.extra_replica_steps_point += (have_point - need).max(0) as f64;
+        s.replica_steps_point += have_point as f64;
         s.replica_steps += have as f64;
         k += 1;
     }
@@ -271,6 +281,7 @@ fn row(series: &str, model: &str, horizon: usize, s: &Sums) -> Row {
         under_provisioned_point: s.under_provisioned_point as f64 / n,
         extra_replica_hours_per_day_point: s.extra_replica_steps_point * per_day,
         replica_hours_per_day: s.replica_steps * per_day,
+        replica_hours_per_day_point: s.replica_steps_point * per_day,
         fit_predict_ms_median: median(&s.ms),
         fit_predict_ms_mean: mean(&s.ms),
         failures: s.failures.clone(),
@@ -284,6 +295,7 @@ fn fixed_season() -> Seasonality {
         proposed: vec![],
         acf_daily: None,
         acf_weekly: None,
+        day: DAY,
     }
 }
 
@@ -292,16 +304,13 @@ fn fixed_name(k: ModelKind) -> &'static str {
         ModelKind::Naive => "server_naive",
         ModelKind::SeasonalNaiveDaily => "server_seasonal_naive_daily",
         ModelKind::SeasonalNaiveWeekly => "server_seasonal_naive_weekly",
+        ModelKind::RecentMedian => "server_recent_median",
+        ModelKind::Ets => "server_ets",
+        ModelKind::EtsLog => "server_ets_log",
         ModelKind::MstlEts => "server_mstl_ets",
+        ModelKind::MstlEtsLog => "server_mstl_ets_log",
         ModelKind::Prophet => "server_prophet",
     }
-}
-
-fn kind_name(k: ModelKind) -> String {
-    serde_json::to_value(k)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| format!("{k:?}"))
 }
 
 struct Loaded {
@@ -398,7 +407,10 @@ fn main() {
         ModelKind::Naive,
         ModelKind::SeasonalNaiveDaily,
         ModelKind::SeasonalNaiveWeekly,
+        ModelKind::RecentMedian,
+        ModelKind::EtsLog,
         ModelKind::MstlEts,
+        ModelKind::MstlEtsLog,
     ];
     let season = fixed_season();
     let mut rows: Vec<Row> = Vec::new();
@@ -491,6 +503,17 @@ fn main() {
                         }));
                         *chosen.entry(kind_name(out.model)).or_default() += 1;
                         score(e, &out.prediction, values, &observed, o, scale, capacity);
+                        // replicas sized from the chosen model's upper bound at lower levels
+                        for (lv, name) in SIZING_LEVELS {
+                            if let Ok(p) = predict(out.model, train, &out.fit_seasonality, h, lv) {
+                                let sized = Prediction {
+                                    point: out.prediction.point.clone(),
+                                    ..p
+                                };
+                                let e = sums.entry(name).or_default();
+                                score(e, &sized, values, &observed, o, scale, capacity);
+                            }
+                        }
                     }
                     Err(err) => e.failures.push(format!("origin {o}: {err}")),
                 }

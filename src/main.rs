@@ -241,8 +241,8 @@ struct ForecastJobArgs {
     /// How far ahead to provision.
     #[arg(long, default_value = "30m")]
     lead: String,
-    /// History to forecast from.
-    #[arg(long, default_value = "14d")]
+    /// History to forecast from (less is used when the metric store keeps less).
+    #[arg(long, default_value = "21d")]
     history: String,
     /// Resolution of the history.
     #[arg(long, default_value = "5m")]

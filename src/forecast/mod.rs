@@ -133,6 +133,9 @@ pub struct Outcome {
     pub history: Regular,
     /// Seasonality found.
     pub seasonality: Seasonality,
+    /// The periods the models were fitted with (the weekly one dropped when the backtest
+    /// could not use it).
+    pub fit_seasonality: Seasonality,
     /// The chosen model.
     pub model: ModelKind,
     /// The forecast, `horizon` steps after the last history point.
@@ -154,6 +157,49 @@ pub struct Options {
     pub level: f64,
     /// Use this model instead of choosing by backtest.
     pub model: Option<ModelKind>,
+}
+
+/// `f` over `jobs` on up to as many threads as the machine has cores, results in job order.
+/// Written with `std::thread::scope` because it is one loop; a thread-pool crate would be a
+/// new dependency for it. A panic in `f` is passed on to the caller.
+fn par_map<T: Sync, R: Send>(jobs: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    if threads <= 1 {
+        return jobs.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        done.push((i, f(job)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all: Vec<(usize, R)> = parts.into_iter().flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The model's name as the tools spell it (`mstl_ets`).
+pub fn kind_name(k: ModelKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{k:?}"))
 }
 
 /// Detect a level shift: the last day's median far from the medians of comparable earlier
@@ -249,6 +295,7 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
         };
         return Ok(Outcome {
             history,
+            fit_seasonality: season.clone(),
             seasonality: season,
             model: ModelKind::Naive,
             prediction: flat,
@@ -259,33 +306,60 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
     }
 
     let scale = mase_scale(y, season.daily.unwrap_or(1));
+    let non_negative = y.iter().all(|v| *v >= 0.0);
+    // What is backtested is what is used: MSTL takes a period only with two full cycles of
+    // training data, so when the earliest backtest origin is too early for the weekly cycle,
+    // the final fit does without it too (else the backtest would judge a different model).
+    let shortest_train = y.len().saturating_sub(BACKTEST_FOLDS * opts.horizon);
+    let mut fit_season = season.clone();
+    if let Some(w) = season.weekly.filter(|w| 2 * w > shortest_train) {
+        fit_season.weekly = None;
+        warnings.push(format!(
+            "weekly cycle found, but MSTL uses only the daily one: its backtest needs two full weeks before the earliest origin ({:.1} days of history for this horizon; {:.1} given)",
+            (2 * w + BACKTEST_FOLDS * opts.horizon) as f64 * history.step as f64 / 86_400.0,
+            y.len() as f64 * history.step as f64 / 86_400.0
+        ));
+    }
     let candidates_kinds = match opts.model {
         Some(m) => {
-            if !m.applies(&season) {
+            if !m.applies(&season, non_negative) {
                 return Err(ForecastError::Invalid(format!(
-                    "model {m:?} does not fit this series (seasonality found: daily {}, weekly {}); omit model to choose automatically",
+                    "model {} does not fit this series (seasonality found: daily {}, weekly {}; negative values: {}); omit model to choose automatically",
+                    kind_name(m),
                     season.daily.is_some(),
-                    season.weekly.is_some()
+                    season.weekly.is_some(),
+                    !non_negative
                 )));
             }
             vec![m]
         }
-        None => ModelKind::candidates(&season),
+        None => ModelKind::candidates(&season, non_negative),
     };
-    // rolling origin: the last folds × horizon steps, never training on less than the
-    // longest period twice over
+    // rolling origin: the last folds × horizon steps, never training on less than two days
     let min_train = 2 * day;
+    // every (candidate, origin) fit is independent: run them on the machine's cores
+    let origins: Vec<usize> = (1..=BACKTEST_FOLDS)
+        .rev()
+        .filter_map(|fold| y.len().checked_sub(fold * opts.horizon))
+        .filter(|o| *o >= min_train)
+        .collect();
+    let jobs: Vec<(ModelKind, usize)> = candidates_kinds
+        .iter()
+        .flat_map(|k| origins.iter().map(move |o| (*k, *o)))
+        .collect();
+    let fits = par_map(&jobs, |&(kind, origin)| {
+        predict(kind, &y[..origin], &fit_season, opts.horizon, opts.level)
+    });
     let mut candidates = Vec::new();
     for kind in candidates_kinds {
         let mut sums = ErrorSums::default();
         let mut error = None;
-        for fold in (1..=BACKTEST_FOLDS).rev() {
-            let origin = match y.len().checked_sub(fold * opts.horizon) {
-                Some(o) if o >= min_train => o,
-                _ => continue,
-            };
-            match predict(kind, &y[..origin], &season, opts.horizon, opts.level) {
-                Ok(p) => sums.add(&p, &y[origin..origin + opts.horizon]),
+        for ((k, origin), fit) in jobs.iter().zip(&fits) {
+            if *k != kind {
+                continue;
+            }
+            match fit {
+                Ok(p) => sums.add(p, &y[*origin..*origin + opts.horizon]),
                 Err(e) => {
                     error = Some(e.to_string());
                     break;
@@ -311,22 +385,22 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
         (None, None) => {
             warnings.push("the history is too short for a backtest; the model was chosen by the seasonality found".into());
             if season.periods().is_empty() {
-                ModelKind::Naive
+                ModelKind::RecentMedian
             } else {
                 ModelKind::MstlEts
             }
         }
     };
-    let prediction = match predict(model, y, &season, opts.horizon, opts.level) {
+    let prediction = match predict(model, y, &fit_season, opts.horizon, opts.level) {
         Ok(p) => p,
-        Err(e) if model == ModelKind::MstlEts => {
-            warnings.push(format!("{e}; fell back to seasonal naive"));
+        Err(e) if opts.model.is_none() => {
             let fallback = if season.daily.is_some() {
                 ModelKind::SeasonalNaiveDaily
             } else {
-                ModelKind::Naive
+                ModelKind::RecentMedian
             };
-            predict(fallback, y, &season, opts.horizon, opts.level)?
+            warnings.push(format!("{e}; fell back to {}", kind_name(fallback)));
+            predict(fallback, y, &fit_season, opts.horizon, opts.level)?
         }
         Err(e) => return Err(e),
     };
@@ -337,6 +411,7 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
     Ok(Outcome {
         history,
         seasonality: season,
+        fit_seasonality: fit_season,
         model,
         prediction,
         candidates,
@@ -471,5 +546,104 @@ mod tests {
         .unwrap();
         assert_eq!(out.prediction.point, vec![5.0; 10]);
         assert!(out.warnings.iter().any(|w| w.contains("constant")));
+    }
+
+    #[test]
+    fn the_backtest_judges_the_model_that_is_used() {
+        let opts = |horizon| Options {
+            horizon,
+            level: 0.9,
+            model: None,
+        };
+        // 14 days and a 24 h horizon: the earliest origin has 11 days, too few for two weeks,
+        // so MSTL goes without the weekly cycle in the backtest and in the final fit alike
+        let pts = synthetic(14, 10.0);
+        let out = forecast(&pts, opts(288)).unwrap();
+        assert_eq!(out.seasonality.weekly, Some(2016));
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("MSTL uses only the daily one") && w.contains("17.0 days")),
+            "{:?}",
+            out.warnings
+        );
+        // 18 days: the weekly cycle is in both, and no warning
+        let out = forecast(&synthetic(18, 10.0), opts(288)).unwrap();
+        assert!(
+            !out.warnings.iter().any(|w| w.contains("daily one")),
+            "{:?}",
+            out.warnings
+        );
+        let bt = out.backtest.unwrap();
+        assert!(bt.mase < 0.8, "{bt:?} {:?}", out.candidates);
+    }
+
+    #[test]
+    fn bursty_load_is_forecast_on_the_log_scale() {
+        // a daily cycle with rare bursts 50× the level (Twitter-like): the mean-chasing raw
+        // models lose to the log-scale ones, which forecast the median
+        let mut x = 99u64;
+        let pts: Vec<(i64, f64)> = (0..288 * 10)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = (x >> 33) as f64 / (1u64 << 31) as f64;
+                let d = (i % 288) as f64 / 288.0;
+                let base = 100.0 + 60.0 * (2.0 * std::f64::consts::PI * d).sin();
+                let v = if r > 0.995 {
+                    base * 50.0
+                } else {
+                    base * (0.9 + 0.2 * r)
+                };
+                (1_700_000_000 + i as i64 * 300, v)
+            })
+            .collect();
+        let out = forecast(
+            &pts,
+            Options {
+                horizon: 36,
+                level: 0.9,
+                model: None,
+            },
+        )
+        .unwrap();
+        let mase = |k: ModelKind| {
+            out.candidates
+                .iter()
+                .find(|c| c.model == k)
+                .and_then(|c| c.accuracy.as_ref())
+                .map(|a| a.mase)
+                .unwrap()
+        };
+        assert!(
+            mase(ModelKind::MstlEtsLog) < mase(ModelKind::MstlEts),
+            "{:?}",
+            out.candidates
+        );
+        assert!(
+            out.model.log_scale(),
+            "chose {:?}: {:?}",
+            out.model,
+            out.candidates
+        );
+        assert!(out.prediction.lower.iter().all(|v| *v >= 0.0));
+    }
+
+    #[test]
+    fn par_map_keeps_the_order_and_passes_panics_on() {
+        let jobs: Vec<u64> = (0..50).collect();
+        assert_eq!(
+            par_map(&jobs, |x| x * x),
+            jobs.iter().map(|x| x * x).collect::<Vec<_>>()
+        );
+        assert!(par_map(&[] as &[u64], |x| *x).is_empty());
+        let caught = std::panic::catch_unwind(|| {
+            par_map(&jobs, |x| {
+                assert!(*x != 7, "job 7 fails");
+                *x
+            })
+        });
+        assert!(caught.is_err());
     }
 }

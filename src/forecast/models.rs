@@ -1,5 +1,8 @@
-//! Forecasting models: naive, seasonal naive (daily, weekly), and MSTL (daily + weekly
-//! seasonality by LOESS decomposition) with an AutoETS trend — both from augurs — and, in
+//! Forecasting models: naive, seasonal naive (daily, weekly), the recent median, AutoETS
+//! (level and trend), and MSTL (daily + weekly seasonality by LOESS decomposition) with an
+//! AutoETS trend — ETS and MSTL from augurs, each also on log(1 + v) for non-negative load
+//! (bursty load is skewed: on the log scale its noise is closer to normal, the forecast
+//! back-transforms to the median, and the interval widens upwards) — and, in
 //! builds with the `prophet` cargo feature, Prophet (augurs' port, Stan compiled to
 //! WebAssembly and run by wasmtime).
 
@@ -16,14 +19,25 @@ use super::seasonality::Seasonality;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// The last value, repeated.
+    /// The last value, repeated. By name only: AutoETS with a level weight of 1 is the same
+    /// model, and ETS chooses that weight from the data.
     Naive,
     /// The value one day earlier.
     SeasonalNaiveDaily,
     /// The value one week earlier.
     SeasonalNaiveWeekly,
+    /// The median of the last day, with the last day's quantiles as the interval: a robust
+    /// level for noisy, bursty series without a usable cycle.
+    RecentMedian,
+    /// AutoETS without seasonality (level, optionally a damped trend); for series with
+    /// negative values (non-negative ones use `ets_log`).
+    Ets,
+    /// AutoETS without seasonality on log(1 + v).
+    EtsLog,
     /// MSTL decomposition (daily and weekly seasonality) with an AutoETS trend.
     MstlEts,
+    /// MSTL with an AutoETS trend on log(1 + v).
+    MstlEtsLog,
     /// Prophet with daily (and, with two weeks of data, weekly) seasonality. Only in builds
     /// with the `prophet` cargo feature, and only when asked for by name: it is never an
     /// automatic candidate (a fit takes hundreds of milliseconds and the benchmark shows it
@@ -32,9 +46,15 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// The models that apply to a series with this seasonality, simplest first.
-    pub fn candidates(season: &Seasonality) -> Vec<ModelKind> {
-        let mut out = vec![ModelKind::Naive];
+    /// The models compared by backtest for a series with this seasonality, simplest first
+    /// (`non_negative`: no value below zero, so the log-scale models apply).
+    pub fn candidates(season: &Seasonality, non_negative: bool) -> Vec<ModelKind> {
+        let mut out = vec![ModelKind::RecentMedian];
+        out.push(if non_negative {
+            ModelKind::EtsLog
+        } else {
+            ModelKind::Ets
+        });
         if season.daily.is_some() {
             out.push(ModelKind::SeasonalNaiveDaily);
         }
@@ -43,17 +63,28 @@ impl ModelKind {
         }
         if !season.periods().is_empty() {
             out.push(ModelKind::MstlEts);
+            if non_negative {
+                out.push(ModelKind::MstlEtsLog);
+            }
         }
         out
     }
 
-    /// Whether this model can be asked for by name for a series with this seasonality (the
-    /// automatic candidates, and Prophet on a series with a daily cycle).
-    pub fn applies(self, season: &Seasonality) -> bool {
+    /// Whether this model can be asked for by name for such a series.
+    pub fn applies(self, season: &Seasonality, non_negative: bool) -> bool {
         match self {
-            ModelKind::Prophet => season.daily.is_some(),
-            k => Self::candidates(season).contains(&k),
+            ModelKind::Naive | ModelKind::RecentMedian | ModelKind::Ets => true,
+            ModelKind::EtsLog => non_negative,
+            ModelKind::SeasonalNaiveDaily | ModelKind::Prophet => season.daily.is_some(),
+            ModelKind::SeasonalNaiveWeekly => season.weekly.is_some(),
+            ModelKind::MstlEts => !season.periods().is_empty(),
+            ModelKind::MstlEtsLog => non_negative && !season.periods().is_empty(),
         }
+    }
+
+    /// Whether the model works on log(1 + v).
+    pub fn log_scale(self) -> bool {
+        matches!(self, ModelKind::EtsLog | ModelKind::MstlEtsLog)
     }
 }
 
@@ -176,49 +207,143 @@ pub fn predict(
             horizon,
             level,
         ),
-        ModelKind::MstlEts => {
-            // a period is used only with two full cycles of data (so a backtest on a shorter
-            // training prefix may use the daily cycle only)
-            let periods: Vec<usize> = season
-                .periods()
-                .into_iter()
-                .filter(|p| 2 * p <= y.len())
-                .collect();
-            if periods.is_empty() {
-                return Err(ForecastError::Invalid(
-                    "MSTL needs two full cycles of a seasonal period".into(),
-                ));
-            }
-            let model = MSTLModel::new(periods, AutoETS::non_seasonal().into_trend_model());
-            let fit = model
-                .fit(y)
-                .map_err(|e| ForecastError::Model(format!("MSTL fit failed: {e}")))?;
-            let f = fit
-                .predict(horizon, level)
-                .map_err(|e| ForecastError::Model(format!("MSTL forecast failed: {e}")))?;
-            let (lower, upper) = match f.intervals {
-                Some(i) => (i.lower, i.upper),
-                None => (f.point.clone(), f.point.clone()),
-            };
-            // the decomposition can produce NaN on degenerate input; refuse rather than return it
-            if f.point
-                .iter()
-                .chain(&lower)
-                .chain(&upper)
-                .any(|v| !v.is_finite())
-            {
-                return Err(ForecastError::Model(
-                    "MSTL produced non-finite values".into(),
-                ));
-            }
-            Ok(Prediction {
-                point: f.point,
-                lower,
-                upper,
-            })
-        }
+        ModelKind::RecentMedian => recent_median(y, season.day, horizon, level),
+        ModelKind::Ets => ets(y, horizon, level),
+        ModelKind::MstlEts => mstl(y, season, horizon, level),
+        ModelKind::EtsLog => on_log_scale(y, |ly| ets(ly, horizon, level)),
+        ModelKind::MstlEtsLog => on_log_scale(y, |ly| mstl(ly, season, horizon, level)),
         ModelKind::Prophet => prophet(y, season, horizon, level),
     }
+}
+
+/// MSTL (the confirmed periods with two full cycles in `y`) with an AutoETS trend.
+fn mstl(
+    y: &[f64],
+    season: &Seasonality,
+    horizon: usize,
+    level: f64,
+) -> Result<Prediction, ForecastError> {
+    // a period is used only with two full cycles of data (so a backtest on a shorter
+    // training prefix may use the daily cycle only)
+    let periods: Vec<usize> = season
+        .periods()
+        .into_iter()
+        .filter(|p| 2 * p <= y.len())
+        .collect();
+    if periods.is_empty() {
+        return Err(ForecastError::Invalid(
+            "MSTL needs two full cycles of a seasonal period".into(),
+        ));
+    }
+    let model = MSTLModel::new(periods, AutoETS::non_seasonal().into_trend_model());
+    let fit = model
+        .fit(y)
+        .map_err(|e| ForecastError::Model(format!("MSTL fit failed: {e}")))?;
+    let f = fit
+        .predict(horizon, level)
+        .map_err(|e| ForecastError::Model(format!("MSTL forecast failed: {e}")))?;
+    let (lower, upper) = match f.intervals {
+        Some(i) => (i.lower, i.upper),
+        None => (f.point.clone(), f.point.clone()),
+    };
+    finite(
+        Prediction {
+            point: f.point,
+            lower,
+            upper,
+        },
+        "MSTL",
+    )
+}
+
+/// AutoETS without seasonality: no trend or a damped one (augurs picks by AICc). An
+/// undamped trend, extrapolated a day ahead — and exponentiated on the log scale — can run
+/// away by orders of magnitude; load does not grow like that within a forecast horizon.
+fn ets(y: &[f64], horizon: usize, level: f64) -> Result<Prediction, ForecastError> {
+    let fit = AutoETS::non_seasonal()
+        .damped(true)
+        .map_err(|e| ForecastError::Model(format!("ETS set-up failed: {e}")))?
+        .fit(y)
+        .map_err(|e| ForecastError::Model(format!("ETS fit failed: {e}")))?;
+    let f = fit
+        .predict(horizon, level)
+        .map_err(|e| ForecastError::Model(format!("ETS forecast failed: {e}")))?;
+    let (lower, upper) = match f.intervals {
+        Some(i) => (i.lower, i.upper),
+        None => (f.point.clone(), f.point.clone()),
+    };
+    finite(
+        Prediction {
+            point: f.point,
+            lower,
+            upper,
+        },
+        "ETS",
+    )
+}
+
+/// Refuse non-finite output (degenerate input can make a decomposition produce NaN).
+fn finite(p: Prediction, model: &str) -> Result<Prediction, ForecastError> {
+    if p.point
+        .iter()
+        .chain(&p.lower)
+        .chain(&p.upper)
+        .any(|v| !v.is_finite())
+    {
+        return Err(ForecastError::Model(format!(
+            "{model} produced non-finite values"
+        )));
+    }
+    Ok(p)
+}
+
+/// Fit on log(1 + v) and transform back: the point becomes the median forecast, the interval
+/// keeps its coverage (quantiles survive a monotone transform) and widens upwards.
+fn on_log_scale(
+    y: &[f64],
+    fit: impl FnOnce(&[f64]) -> Result<Prediction, ForecastError>,
+) -> Result<Prediction, ForecastError> {
+    if let Some(v) = y.iter().find(|v| **v < 0.0) {
+        return Err(ForecastError::Invalid(format!(
+            "log-scale models need non-negative values; the series has {v}"
+        )));
+    }
+    let ly: Vec<f64> = y.iter().map(|v| v.ln_1p()).collect();
+    let p = fit(&ly)?;
+    // a wide log-scale bound exponentiates to absurd values: no bound above 100 × the
+    // largest value seen (a sanity limit, far above any plausible load within the horizon)
+    let cap = 100.0 * y.iter().cloned().fold(1.0, f64::max);
+    let back =
+        |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| x.exp_m1().clamp(0.0, cap)).collect() };
+    Ok(Prediction {
+        point: back(p.point),
+        lower: back(p.lower),
+        upper: back(p.upper),
+    })
+}
+
+/// The median of the last day (at most), repeated; the interval is the same window's
+/// (1 − level)/2 and (1 + level)/2 quantiles.
+fn recent_median(
+    y: &[f64],
+    day: usize,
+    horizon: usize,
+    level: f64,
+) -> Result<Prediction, ForecastError> {
+    let w = &y[y.len().saturating_sub(day.max(1))..];
+    if w.is_empty() {
+        return Err(ForecastError::Invalid(
+            "no values to take a median of".into(),
+        ));
+    }
+    let mut s = w.to_vec();
+    s.sort_by(f64::total_cmp);
+    let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
+    Ok(Prediction {
+        point: vec![q(0.5); horizon],
+        lower: vec![q((1.0 - level) / 2.0); horizon],
+        upper: vec![q((1.0 + level) / 2.0); horizon],
+    })
 }
 
 /// Prophet: daily seasonality, weekly with two weeks of data, no yearly; MAP estimate by the
@@ -279,21 +404,14 @@ fn prophet(
     let point = p.yhat.point;
     let lower = p.yhat.lower.unwrap_or_else(|| point.clone());
     let upper = p.yhat.upper.unwrap_or_else(|| point.clone());
-    if point
-        .iter()
-        .chain(&lower)
-        .chain(&upper)
-        .any(|v| !v.is_finite())
-    {
-        return Err(ForecastError::Model(
-            "Prophet produced non-finite values".into(),
-        ));
-    }
-    Ok(Prediction {
-        point,
-        lower,
-        upper,
-    })
+    finite(
+        Prediction {
+            point,
+            lower,
+            upper,
+        },
+        "Prophet",
+    )
 }
 
 /// Without the `prophet` feature: a clear refusal.
@@ -305,7 +423,7 @@ fn prophet(
     _level: f64,
 ) -> Result<Prediction, ForecastError> {
     Err(ForecastError::Invalid(
-        "this build has no Prophet model: rebuild with `cargo build --release --features prophet`, or use mstl_ets (the default choice by backtest uses naive, seasonal naive and mstl_ets)".into(),
+        "this build has no Prophet model: rebuild with `cargo build --release --features prophet`, or omit model to let the backtest choose among the built-in models".into(),
     ))
 }
 
@@ -344,6 +462,7 @@ mod tests {
             proposed: vec![],
             acf_daily: None,
             acf_weekly: None,
+            day: 288,
         };
         (y, season)
     }
@@ -399,7 +518,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--features prophet"), "{e}");
-        assert!(ModelKind::Prophet.applies(&season));
-        assert!(!ModelKind::candidates(&season).contains(&ModelKind::Prophet));
+        assert!(ModelKind::Prophet.applies(&season, true));
+        assert!(!ModelKind::candidates(&season, true).contains(&ModelKind::Prophet));
+    }
+
+    #[test]
+    fn recent_median_takes_the_last_day() {
+        // day = 4 steps: the window is the last four values, whatever came before
+        let y = [100.0, 100.0, 1.0, 9.0, 3.0, 5.0];
+        let p = recent_median(&y, 4, 3, 0.5).unwrap();
+        // sorted window 1, 3, 5, 9: median at index round(1.5) = 2 → 5; 25% → index 1 → 3;
+        // 75% → index round(2.25) = 2 → 5
+        assert_eq!(p.point, vec![5.0; 3]);
+        assert_eq!(p.lower, vec![3.0; 3]);
+        assert_eq!(p.upper, vec![5.0; 3]);
+    }
+
+    #[test]
+    fn log_scale_models_forecast_the_median_and_refuse_negative_values() {
+        // a flat level of 100 with rare bursts 50× higher: the median is 100, the mean far above
+        let y: Vec<f64> = (0..2000)
+            .map(|i| {
+                if i % 97 == 0 {
+                    5000.0
+                } else {
+                    100.0 + (i % 7) as f64
+                }
+            })
+            .collect();
+        let season = Seasonality {
+            daily: None,
+            weekly: None,
+            proposed: vec![],
+            acf_daily: None,
+            acf_weekly: None,
+            day: 288,
+        };
+        let log = predict(ModelKind::EtsLog, &y, &season, 12, 0.9).unwrap();
+        assert!(
+            log.point.iter().all(|v| (90.0..120.0).contains(v)),
+            "{:?}",
+            log.point
+        );
+        // the interval widens upwards on the original scale
+        assert!(log.upper[0] - log.point[0] > log.point[0] - log.lower[0]);
+        assert!(log.lower.iter().all(|v| *v >= 0.0));
+        let mut neg = y.clone();
+        neg[5] = -1.0;
+        let e = predict(ModelKind::EtsLog, &neg, &season, 12, 0.9)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("non-negative"), "{e}");
+        assert!(!ModelKind::EtsLog.applies(&season, false));
+        assert!(ModelKind::candidates(&season, false).contains(&ModelKind::Ets));
+        assert!(!ModelKind::candidates(&season, false).contains(&ModelKind::EtsLog));
+        // without a cycle: the robust level models only
+        assert_eq!(
+            ModelKind::candidates(&season, true),
+            vec![ModelKind::RecentMedian, ModelKind::EtsLog]
+        );
+        // ETS on the raw values follows the level too
+        let raw = predict(ModelKind::Ets, &y[..1900], &season, 12, 0.9).unwrap();
+        assert!(raw.point.iter().all(|v| v.is_finite() && *v > 50.0));
     }
 }

@@ -17,6 +17,8 @@ pub struct Seasonality {
     pub acf_daily: Option<f64>,
     /// Autocorrelation at a lag of one week (when the series is long enough).
     pub acf_weekly: Option<f64>,
+    /// Steps in one day, whether or not a daily cycle was found.
+    pub day: usize,
 }
 
 impl Seasonality {
@@ -99,6 +101,7 @@ pub fn detect(values: &[f64], step: i64) -> Seasonality {
         proposed,
         acf_daily,
         acf_weekly,
+        day,
     }
 }
 

@@ -114,14 +114,19 @@ pub async fn run_forecast(
     let (reg, _) = crate::forecast::history::regularize(&points)
         .map_err(|e| ToolError::invalid(format!("the history cannot be forecast: {e}")))?;
     let steps = (horizon.as_secs()).div_ceil(reg.step.max(1) as u64).max(1) as usize;
-    let out = forecast(
-        &points,
-        Options {
-            horizon: steps,
-            level,
-            model,
-        },
-    )
+    // a few hundred milliseconds of number crunching: off the async workers
+    let out = tokio::task::spawn_blocking(move || {
+        forecast(
+            &points,
+            Options {
+                horizon: steps,
+                level,
+                model,
+            },
+        )
+    })
+    .await
+    .map_err(|e| ToolError::Internal(format!("the forecast task failed: {e}")))?
     .map_err(|e| ToolError::invalid(format!("cannot forecast: {e}")))?;
     Ok((out, source, steps))
 }
@@ -129,7 +134,7 @@ pub async fn run_forecast(
 impl Tool for ForecastLoad {
     const NAME: &'static str = "forecast_load";
     const TITLE: &'static str = "Forecast load";
-    const DESCRIPTION: &'static str = "Forecast a load metric (request rate, CPU…) with lower and upper bounds per step. History from Prometheus/CloudWatch (default 14 days at 5 minutes) or given inline. Finds daily/weekly seasonality, compares naive, seasonal naive and MSTL+ETS by rolling-origin backtest and uses the best (MASE against seasonal naive is reported). Refuses under 24 h of history, warns under 7 days, fills gaps, flags level shifts. Feed the peak upper bound to recommend_replicas.";
+    const DESCRIPTION: &'static str = "Forecast a load metric (request rate, CPU…) with lower and upper bounds per step. History from Prometheus/CloudWatch (default 21 days at 5 minutes) or given inline. Finds daily/weekly seasonality, compares the recent median, AutoETS, seasonal naive and MSTL+ETS (ETS and MSTL on log(1+v) for non-negative load) by rolling-origin backtest and uses the best (MASE against seasonal naive is reported); naive and, in builds with the prophet feature, prophet by name. Refuses under 24 h of history, warns under 7 days, fills gaps, flags level shifts. Feed the peak upper bound to recommend_replicas.";
     const READ_ONLY: bool = true;
     type Args = Args;
     type Output = Output;

@@ -33,7 +33,7 @@ pub struct HistoryInput {
     /// A metric: `{"source": "prometheus", "promql": "…"}` or `{"source": "cloudwatch", "cloudwatch": {…}}`. It should return one series (the first is used).
     #[serde(default)]
     pub query: Option<MetricQuery>,
-    /// History window of the query (default: the last 14 days at 5 minutes).
+    /// History window of the query (default: the last 21 days at 5 minutes — less is fine when the store keeps less; 17 days or more let a 24-hour forecast's backtest use the weekly cycle).
     #[serde(default)]
     pub window: Option<WindowArgs>,
     /// Or the series itself.
@@ -84,11 +84,11 @@ impl HistoryInput {
                     .window
                     .clone()
                     .unwrap_or(WindowArgs {
-                        last: Some("14d".into()),
+                        last: Some("21d".into()),
                         step: Some("5m".into()),
                         ..Default::default()
                     })
-                    .resolve(Duration::from_secs(14 * 86_400), MAX_HISTORY)?;
+                    .resolve(Duration::from_secs(21 * 86_400), MAX_HISTORY)?;
                 let (series, endpoint) = fetch(ctx.metrics()?, q, &w).await?;
                 let first = series.into_iter().next().ok_or_else(|| {
                     ToolError::NotFound(format!("the query returned no series from {endpoint}; check the metric name and labels"))

@@ -1,5 +1,5 @@
 """Metrics and predictive tools over every transport with the official MCP Python SDK, on the
-sandbox's Prometheus (two weeks of request rates with daily and weekly cycles): results
+sandbox's Prometheus (three weeks of request rates with daily and weekly cycles): results
 validated against the advertised outputSchema, and the forecast chart as image content."""
 
 from __future__ import annotations

@@ -72,6 +72,15 @@ async fn forecast_load_bad_input() {
             json!({"history": {"series": {"timestamps": [3, 2, 1], "values": [1.0, 2.0, 3.0]}}}),
             "not sorted",
         ),
+        #[cfg(not(feature = "prophet"))]
+        (
+            json!({"history": rps("checkout"), "model": "prophet"}),
+            "--features prophet",
+        ),
+        (
+            json!({"history": rps("checkout"), "model": "arima"}),
+            "model",
+        ),
     ] {
         let e = f.err("forecast_load", args.clone()).await;
         assert!(e.contains(want), "{args}: {e}");
