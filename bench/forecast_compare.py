@@ -14,7 +14,9 @@ Usage (from the repository root):
                                                       # reuse the JSON of an earlier cargo bench
 
 Options: --out FILE.md (default: next to the JSON, forecast-compare.md), --jobs N (Python
-worker processes, default 2), --venv DIR. Env: CARGO_TARGET_DIR (default
+worker processes, default 2), --venv DIR, --reuse-python (keep the last Python results when
+the data and the Python models are unchanged), --prophet (the Rust bench with the server's
+optional Prophet model). Env: CARGO_TARGET_DIR (default
 ~/.cache/eks-ops-mcp/target), EKS_OPS_MCP_FORECAST_VENV (venv; default
 ~/.cache/eks-ops-mcp/forecast-venv), EKS_OPS_MCP_NAB_DIR (passed on to the Rust bench).
 
@@ -72,6 +74,7 @@ SERVER_MODELS = [
     "server_ets_log",
     "server_mstl_ets",
     "server_mstl_ets_log",
+    "server_prophet",
 ]
 
 
@@ -630,6 +633,11 @@ def main():
     ap.add_argument("--venv", default=os.environ.get("EKS_OPS_MCP_FORECAST_VENV"))
     ap.add_argument("--only", help="comma-separated series names (a quick partial run)")
     ap.add_argument(
+        "--prophet",
+        action="store_true",
+        help="build the Rust bench with the server's optional Prophet model (cargo feature prophet)",
+    )
+    ap.add_argument(
         "--reuse-python",
         action="store_true",
         help="reuse the Python results of the last run when the data, windows and this script are unchanged "
@@ -652,7 +660,7 @@ def main():
         json_path = target / "forecast-bench.json"
         env = dict(os.environ)
         env["CARGO_TARGET_DIR"] = str(target)
-        cmd = ["cargo", "bench", "--bench", "forecast", "--", str(json_path)]
+        cmd = ["cargo", "bench", *(["--features", "prophet"] if args.prophet else []), "--bench", "forecast", "--", str(json_path)]
         print("running:", " ".join(cmd), f"(CARGO_TARGET_DIR={target})", file=sys.stderr)
         t0 = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=sys.stderr)

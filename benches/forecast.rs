@@ -3,7 +3,8 @@
 //! Python's statsforecast and prophet on the very same data (read from this bench's JSON)
 //! and prints the side-by-side table.
 //!
-//! Run: `cargo bench --bench forecast [-- OUT.json]` (release). Writes JSON to the path given
+//! Run: `cargo bench --bench forecast [-- OUT.json]` (release); with `--features prophet` the
+//! server's optional Prophet model (augurs, Stan on wasmtime) is a row too. Writes JSON to the path given
 //! as argument, else `$EKS_OPS_MCP_BENCH_OUT`, else `$CARGO_TARGET_DIR/forecast-bench.json`
 //! (else `target/forecast-bench.json`), and prints a table.
 //!
@@ -403,7 +404,7 @@ fn main() {
     }
 
     // ---- protocol
-    let fixed = [
+    let mut fixed = vec![
         ModelKind::Naive,
         ModelKind::SeasonalNaiveDaily,
         ModelKind::SeasonalNaiveWeekly,
@@ -412,6 +413,10 @@ fn main() {
         ModelKind::MstlEts,
         ModelKind::MstlEtsLog,
     ];
+    // `cargo bench --features prophet --bench forecast`: the Rust Prophet too
+    if cfg!(feature = "prophet") {
+        fixed.push(ModelKind::Prophet);
+    }
     let season = fixed_season();
     let mut rows: Vec<Row> = Vec::new();
     let mut hpa_rows = Vec::new();

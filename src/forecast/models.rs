@@ -242,18 +242,7 @@ fn mstl(
     let f = fit
         .predict(horizon, level)
         .map_err(|e| ForecastError::Model(format!("MSTL forecast failed: {e}")))?;
-    let (lower, upper) = match f.intervals {
-        Some(i) => (i.lower, i.upper),
-        None => (f.point.clone(), f.point.clone()),
-    };
-    finite(
-        Prediction {
-            point: f.point,
-            lower,
-            upper,
-        },
-        "MSTL",
-    )
+    from_augurs(f, "MSTL")
 }
 
 /// AutoETS without seasonality: no trend or a damped one (augurs picks by AICc). An
@@ -268,6 +257,11 @@ fn ets(y: &[f64], horizon: usize, level: f64) -> Result<Prediction, ForecastErro
     let f = fit
         .predict(horizon, level)
         .map_err(|e| ForecastError::Model(format!("ETS forecast failed: {e}")))?;
+    from_augurs(f, "ETS")
+}
+
+/// An augurs forecast as a [`Prediction`] (the point as both bounds when it has no interval).
+fn from_augurs(f: augurs::Forecast, model: &str) -> Result<Prediction, ForecastError> {
     let (lower, upper) = match f.intervals {
         Some(i) => (i.lower, i.upper),
         None => (f.point.clone(), f.point.clone()),
@@ -278,7 +272,7 @@ fn ets(y: &[f64], horizon: usize, level: f64) -> Result<Prediction, ForecastErro
             lower,
             upper,
         },
-        "ETS",
+        model,
     )
 }
 
