@@ -241,6 +241,10 @@ struct ForecastJobArgs {
     /// How far ahead to provision.
     #[arg(long, default_value = "30m")]
     lead: String,
+    /// Interval level whose upper bound is provisioned for (default 0.8: the 90th percentile;
+    /// 0.9 is safer and costs more replicas, see BENCHMARKS.md).
+    #[arg(long)]
+    level: Option<f64>,
     /// History to forecast from (less is used when the metric store keeps less).
     #[arg(long, default_value = "21d")]
     history: String,
@@ -509,6 +513,9 @@ async fn forecast_job(job: ForecastJobArgs) -> Result<(), String> {
     });
     if let Some(u) = job.target_utilization {
         args["target_utilization"] = serde_json::json!(u);
+    }
+    if let Some(level) = job.level {
+        args["level"] = serde_json::json!(level);
     }
     let caller = Caller {
         principal: "eks-ops-mcp-forecast-job".into(),

@@ -94,6 +94,57 @@ fn forecast_job_recommends_and_applies_through_the_guard() {
 }
 
 #[test]
+fn forecast_job_sizes_for_the_level_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |level: Option<&str>| {
+        let mut c = bin();
+        c.env("EKS_OPS_MCP_AUDIT_LOG", dir.path().join("audit.jsonl"))
+            .env(
+                "EKS_OPS_MCP_FORECAST_STORE",
+                dir.path().join("forecasts.jsonl"),
+            )
+            .args([
+                "forecast",
+                "--sandbox",
+                "--deployment",
+                "shop/checkout",
+                "--promql",
+                "http_requests_per_second{service=\"checkout\"}",
+                "--capacity-per-pod",
+                "40",
+                "--output",
+                "json",
+            ]);
+        if let Some(l) = level {
+            c.args(["--level", l]);
+        }
+        let out = c.output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            report,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, default, err) = run(None);
+    assert!(ok, "{err}");
+    let (ok, safer, err) = run(Some("0.95"));
+    assert!(ok, "{err}");
+    let peak = |r: &Value| r["recommendation"]["peak_upper"].as_f64().unwrap();
+    let raw = |r: &Value| r["recommendation"]["plan"]["raw"].as_i64().unwrap();
+    // the default sizes for the 90th percentile, 0.95 for the 97.5th: a higher bound, never
+    // fewer replicas
+    assert!(peak(&safer) > peak(&default), "{safer} vs {default}");
+    assert!(raw(&safer) >= raw(&default));
+    let (ok, _, err) = run(Some("1.5"));
+    assert!(!ok);
+    assert!(
+        err.contains("level 1.5 must be between 0.5 and 0.99"),
+        "{err}"
+    );
+}
+
+#[test]
 fn policy_commands() {
     let out = bin()
         .args(["policy", "test", "--cases"])
