@@ -3,6 +3,7 @@
 //! bounded and summarised so that an agent's context is not flooded.
 
 pub mod cloudwatch;
+pub mod prom_answer;
 pub mod prometheus;
 pub mod query;
 pub mod sigv4;

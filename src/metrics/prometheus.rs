@@ -10,7 +10,6 @@
 //! the first attempt, so a query takes at most about twice the timeout. A 503 reporting a
 //! query timeout (`errorType: timeout`) is not retried: it would only time out again.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,6 +22,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::prom_answer::{Answer, NoSeries};
 use super::sigv4::{self, SigV4Scope};
 use super::{MetricsError, Series, Window};
 
@@ -211,8 +211,7 @@ impl PrometheusClient {
             ("end", format_time(w.end)),
             ("step", format_step(w.step)),
         ];
-        let data = self.post("api/v1/query_range", &params).await?;
-        parse_data(&self.endpoint, &data)
+        self.post("api/v1/query_range", &params).await
     }
 
     /// An instant query (`/api/v1/query`) at `at` (default: the server's now). A vector
@@ -228,12 +227,15 @@ impl PrometheusClient {
         if let Some(t) = at {
             params.push(("time", format_time(t)));
         }
-        let data = self.post("api/v1/query", &params).await?;
-        parse_data(&self.endpoint, &data)
+        self.post("api/v1/query", &params).await
     }
 
-    /// Sends one query, retrying 429 / 503; returns the `data` member of a success.
-    async fn post(&self, path: &str, params: &[(&str, String)]) -> Result<Value, MetricsError> {
+    /// Sends one query, retrying 429 / 503; returns the series of a success.
+    async fn post(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Series>, MetricsError> {
         let url = format!("{}/{path}", self.endpoint);
         let body = form_encode(params);
         let started = Instant::now();
@@ -330,7 +332,7 @@ impl PrometheusClient {
         }
     }
 
-    /// Turns an HTTP answer into the `data` of a success or an error.
+    /// Turns an HTTP answer into the series of a success or an error.
     fn decode(
         &self,
         url: &str,
@@ -338,17 +340,48 @@ impl PrometheusClient {
         headers: &HeaderMap,
         body: &[u8],
         retries: u32,
-    ) -> Result<Value, MetricsError> {
+    ) -> Result<Vec<Series>, MetricsError> {
         let endpoint = self.endpoint.clone();
+        if status.is_success() {
+            // the common case, parsed straight into samples (no JSON tree)
+            match serde_json::from_slice::<Answer>(body) {
+                Ok(a) if a.status == "success" => {
+                    for w in &a.warnings {
+                        tracing::warn!(endpoint, warning = %w, "Prometheus query warning");
+                    }
+                    return match a.data.map(|d| d.into_series()) {
+                        Some(Ok(series)) => Ok(series),
+                        Some(Err(NoSeries::StringResult)) => Err(MetricsError::BadQuery {
+                            endpoint,
+                            message: "the query evaluates to a string, not to numbers".into(),
+                        }),
+                        None => Err(MetricsError::Server {
+                            endpoint,
+                            message: "unexpected answer: a success without `data`".into(),
+                        }),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // a success whose data does not parse, or not Prometheus JSON at all
+                    let v: Option<Value> = serde_json::from_slice(body).ok();
+                    if v.as_ref()
+                        .and_then(|v| v.get("status"))
+                        .and_then(Value::as_str)
+                        == Some("success")
+                    {
+                        return Err(MetricsError::Server {
+                            endpoint,
+                            message: format!("unexpected answer: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+        // errors: small bodies, read as a JSON tree
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let prom_error = json.as_ref().and_then(prometheus_error);
         if status.is_success() {
-            if let Some(mut v) = json
-                && v.get("status").and_then(Value::as_str) == Some("success")
-            {
-                log_warnings(&endpoint, &v);
-                return Ok(v.get_mut("data").map(Value::take).unwrap_or(Value::Null));
-            }
             if let Some((_, message)) = prom_error {
                 return Err(MetricsError::BadQuery { endpoint, message });
             }
@@ -602,14 +635,6 @@ fn aws_error_message(v: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn log_warnings(endpoint: &str, v: &Value) {
-    if let Some(ws) = v.get("warnings").and_then(Value::as_array) {
-        for w in ws.iter().filter_map(Value::as_str) {
-            tracing::warn!(endpoint, warning = w, "Prometheus query warning");
-        }
-    }
-}
-
 /// The start of a body, for error messages.
 fn snippet(body: &[u8]) -> String {
     const MAX: usize = 300;
@@ -636,102 +661,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
-}
-
-/// Parses the `data` of a query answer (matrix, vector or scalar) into series.
-fn parse_data(endpoint: &str, data: &Value) -> Result<Vec<Series>, MetricsError> {
-    let bad = |what: String| MetricsError::Server {
-        endpoint: endpoint.to_owned(),
-        message: format!("unexpected answer: {what}"),
-    };
-    let kind = data
-        .get("resultType")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("no `data.resultType`".into()))?;
-    let result = data
-        .get("result")
-        .ok_or_else(|| bad("no `data.result`".into()))?;
-    match kind {
-        "matrix" | "vector" => {
-            let items = result
-                .as_array()
-                .ok_or_else(|| bad(format!("`data.result` of a {kind} is not an array")))?;
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let labels = parse_labels(item.get("metric"));
-                let points = if kind == "matrix" {
-                    match item.get("values") {
-                        // Series holding only native histograms have no `values`.
-                        None => Vec::new(),
-                        Some(values) => values
-                            .as_array()
-                            .ok_or_else(|| bad("`values` is not an array".into()))?
-                            .iter()
-                            .map(|s| parse_sample(s).ok_or_else(|| bad(format!("sample {s}"))))
-                            .collect::<Result<Vec<_>, _>>()?,
-                    }
-                } else {
-                    match item.get("value") {
-                        None => Vec::new(),
-                        Some(s) => vec![parse_sample(s).ok_or_else(|| bad(format!("sample {s}")))?],
-                    }
-                };
-                out.push(Series { labels, points });
-            }
-            Ok(out)
-        }
-        "scalar" => {
-            let point = parse_sample(result).ok_or_else(|| bad(format!("scalar {result}")))?;
-            Ok(vec![Series {
-                labels: BTreeMap::new(),
-                points: vec![point],
-            }])
-        }
-        "string" => Err(MetricsError::BadQuery {
-            endpoint: endpoint.to_owned(),
-            message: "the query evaluates to a string, not to numbers".into(),
-        }),
-        other => Err(bad(format!("result type `{other}`"))),
-    }
-}
-
-fn parse_labels(metric: Option<&Value>) -> BTreeMap<String, String> {
-    metric
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    (k.clone(), v)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `[unix_seconds, "value"]` → (whole seconds, value).
-fn parse_sample(sample: &Value) -> Option<(i64, f64)> {
-    let pair = sample.as_array()?;
-    let [t, v] = pair.as_slice() else {
-        return None;
-    };
-    let t = t.as_f64()?;
-    let v = match v {
-        Value::String(s) => parse_value(s)?,
-        Value::Number(n) => n.as_f64()?,
-        _ => return None,
-    };
-    Some((t.floor() as i64, v))
-}
-
-/// Prometheus sample values are strings: decimal, `NaN`, `+Inf`, `-Inf`.
-fn parse_value(s: &str) -> Option<f64> {
-    match s {
-        "NaN" => Some(f64::NAN),
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        _ => s.parse().ok(),
-    }
 }
 
 #[cfg(test)]
@@ -893,64 +822,6 @@ mod tests {
             ]),
             "query=sum%28rate%28x%7Ba%3D%22b+c%22%7D%5B5m%5D%29%29+%2B+1&time=1"
         );
-    }
-
-    // ---- Parsing ------------------------------------------------------------------------
-
-    #[test]
-    fn parses_matrix_with_special_values() {
-        let data = serde_json::json!({
-            "resultType": "matrix",
-            "result": [{
-                "metric": {"__name__": "x", "pod": "a"},
-                "values": [[1700000000, "1.5"], [1700000060.5, "NaN"], [1700000120, "+Inf"], [1700000180, "-Inf"], [1700000240, "1e3"]]
-            }]
-        });
-        let s = parse_data("e", &data).unwrap();
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0].labels["pod"], "a");
-        assert_eq!(s[0].labels["__name__"], "x");
-        let p = &s[0].points;
-        assert_eq!(p[0], (1_700_000_000, 1.5));
-        assert_eq!(p[1].0, 1_700_000_060);
-        assert!(p[1].1.is_nan());
-        assert_eq!(p[2].1, f64::INFINITY);
-        assert_eq!(p[3].1, f64::NEG_INFINITY);
-        assert_eq!(p[4].1, 1000.0);
-    }
-
-    #[test]
-    fn parses_vector_and_scalar() {
-        let v = serde_json::json!({
-            "resultType": "vector",
-            "result": [
-                {"metric": {"service": "a"}, "value": [1700000000.123, "2"]},
-                {"metric": {}, "value": [1700000000.123, "3"]}
-            ]
-        });
-        let s = parse_data("e", &v).unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0].points, vec![(1_700_000_000, 2.0)]);
-        assert!(s[1].labels.is_empty());
-        let sc = serde_json::json!({"resultType": "scalar", "result": [1700000000, "42"]});
-        let s = parse_data("e", &sc).unwrap();
-        assert_eq!(
-            s,
-            vec![Series {
-                labels: BTreeMap::new(),
-                points: vec![(1_700_000_000, 42.0)]
-            }]
-        );
-        let st = serde_json::json!({"resultType": "string", "result": [1, "hello"]});
-        assert!(matches!(
-            parse_data("e", &st),
-            Err(MetricsError::BadQuery { .. })
-        ));
-        let bad = serde_json::json!({"resultType": "matrix", "result": [{"metric": {}, "values": [[1, "x"]]}]});
-        assert!(matches!(
-            parse_data("e", &bad),
-            Err(MetricsError::Server { .. })
-        ));
     }
 
     // ---- Against a scripted loopback HTTP server ---------------------------------------
