@@ -133,8 +133,8 @@ pub struct Outcome {
     pub history: Regular,
     /// Seasonality found.
     pub seasonality: Seasonality,
-    /// The periods the models were fitted with (the weekly one dropped when the backtest
-    /// could not use it).
+    /// The periods the chosen model was fitted with (MSTL drops the weekly one when the
+    /// backtest could not use it).
     pub fit_seasonality: Seasonality,
     /// The chosen model.
     pub model: ModelKind,
@@ -311,15 +311,6 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
     // training data, so when the earliest backtest origin is too early for the weekly cycle,
     // the final fit does without it too (else the backtest would judge a different model).
     let shortest_train = y.len().saturating_sub(BACKTEST_FOLDS * opts.horizon);
-    let mut fit_season = season.clone();
-    if let Some(w) = season.weekly.filter(|w| 2 * w > shortest_train) {
-        fit_season.weekly = None;
-        warnings.push(format!(
-            "weekly cycle found, but MSTL uses only the daily one: its backtest needs two full weeks before the earliest origin ({:.1} days of history for this horizon; {:.1} given)",
-            (2 * w + BACKTEST_FOLDS * opts.horizon) as f64 * history.step as f64 / 86_400.0,
-            y.len() as f64 * history.step as f64 / 86_400.0
-        ));
-    }
     let candidates_kinds = match opts.model {
         Some(m) => {
             if !m.applies(&season, non_negative) {
@@ -335,6 +326,21 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
         }
         None => ModelKind::candidates(&season, non_negative),
     };
+    let mstl = |k: &ModelKind| matches!(k, ModelKind::MstlEts | ModelKind::MstlEtsLog);
+    // the periods MSTL models are fitted with; the others use the seasonality found
+    let mut mstl_season = season.clone();
+    if let Some(w) = season
+        .weekly
+        .filter(|w| 2 * w > shortest_train && candidates_kinds.iter().any(mstl))
+    {
+        mstl_season.weekly = None;
+        warnings.push(format!(
+            "weekly cycle found, but MSTL uses only the daily one: its backtest needs two full weeks before the earliest origin ({:.1} days of history for this horizon; {:.1} given)",
+            (2 * w + BACKTEST_FOLDS * opts.horizon) as f64 * history.step as f64 / 86_400.0,
+            y.len() as f64 * history.step as f64 / 86_400.0
+        ));
+    }
+
     // rolling origin: the last folds × horizon steps, never training on less than two days
     let min_train = 2 * day;
     // every (candidate, origin) fit is independent: run them on the machine's cores
@@ -347,8 +353,15 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
         .iter()
         .flat_map(|k| origins.iter().map(move |o| (*k, *o)))
         .collect();
+    let season_of = |k: ModelKind| if mstl(&k) { &mstl_season } else { &season };
     let fits = par_map(&jobs, |&(kind, origin)| {
-        predict(kind, &y[..origin], &fit_season, opts.horizon, opts.level)
+        predict(
+            kind,
+            &y[..origin],
+            season_of(kind),
+            opts.horizon,
+            opts.level,
+        )
     });
     let mut candidates = Vec::new();
     for kind in candidates_kinds {
@@ -391,7 +404,7 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
             }
         }
     };
-    let prediction = match predict(model, y, &fit_season, opts.horizon, opts.level) {
+    let prediction = match predict(model, y, season_of(model), opts.horizon, opts.level) {
         Ok(p) => p,
         Err(e) if opts.model.is_none() => {
             let fallback = if season.daily.is_some() {
@@ -400,7 +413,7 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
                 ModelKind::RecentMedian
             };
             warnings.push(format!("{e}; fell back to {}", kind_name(fallback)));
-            predict(fallback, y, &fit_season, opts.horizon, opts.level)?
+            predict(fallback, y, season_of(fallback), opts.horizon, opts.level)?
         }
         Err(e) => return Err(e),
     };
@@ -410,8 +423,8 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
         .and_then(|c| c.accuracy.clone());
     Ok(Outcome {
         history,
+        fit_seasonality: season_of(model).clone(),
         seasonality: season,
-        fit_seasonality: fit_season,
         model,
         prediction,
         candidates,
@@ -566,6 +579,30 @@ mod tests {
                 .any(|w| w.contains("MSTL uses only the daily one") && w.contains("17.0 days")),
             "{:?}",
             out.warnings
+        );
+        // the other weekly models keep the weekly cycle: seasonal naive needs only one week
+        let weekly = out
+            .candidates
+            .iter()
+            .find(|c| c.model == ModelKind::SeasonalNaiveWeekly)
+            .unwrap();
+        assert!(
+            weekly.error.is_none() && weekly.accuracy.is_some(),
+            "{weekly:?}"
+        );
+        let named = forecast(
+            &pts,
+            Options {
+                model: Some(ModelKind::SeasonalNaiveWeekly),
+                ..opts(288)
+            },
+        )
+        .unwrap();
+        assert_eq!(named.model, ModelKind::SeasonalNaiveWeekly);
+        assert!(
+            !named.warnings.iter().any(|w| w.contains("daily one")),
+            "no MSTL model ran: {:?}",
+            named.warnings
         );
         // 18 days: the weekly cycle is in both, and no warning
         let out = forecast(&synthetic(18, 10.0), opts(288)).unwrap();

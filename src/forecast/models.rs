@@ -19,8 +19,8 @@ use super::seasonality::Seasonality;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// The last value, repeated. By name only: AutoETS with a level weight of 1 is the same
-    /// model, and ETS chooses that weight from the data.
+    /// The last value, repeated. By name only: it is AutoETS's level-only model with a
+    /// smoothing weight of 1, and ETS chooses that weight from the data.
     Naive,
     /// The value one day earlier.
     SeasonalNaiveDaily,
@@ -245,18 +245,37 @@ fn mstl(
     from_augurs(f, "MSTL")
 }
 
-/// AutoETS without seasonality: no trend or a damped one (augurs picks by AICc). An
-/// undamped trend, extrapolated a day ahead — and exponentiated on the log scale — can run
-/// away by orders of magnitude; load does not grow like that within a forecast horizon.
+/// AutoETS without seasonality: a level alone or with a damped trend, whichever has the
+/// lower AICc. An undamped trend, extrapolated a day ahead — and exponentiated on the log
+/// scale — can run away by orders of magnitude; load does not grow like that within a
+/// forecast horizon.
 fn ets(y: &[f64], horizon: usize, level: f64) -> Result<Prediction, ForecastError> {
-    let fit = AutoETS::non_seasonal()
+    let model_err = |what: &str, e: &dyn std::fmt::Display| {
+        ForecastError::Model(format!("ETS {what} failed: {e}"))
+    };
+    // augurs' search cannot combine "no trend" with "damped only": two searches
+    let level_only = AutoETS::new(1, "ZNN")
+        .map_err(|e| model_err("set-up", &e))?
+        .fit(y);
+    let damped = AutoETS::non_seasonal()
         .damped(true)
-        .map_err(|e| ForecastError::Model(format!("ETS set-up failed: {e}")))?
-        .fit(y)
-        .map_err(|e| ForecastError::Model(format!("ETS fit failed: {e}")))?;
+        .map_err(|e| model_err("set-up", &e))?
+        .fit(y);
+    let fit = match (level_only, damped) {
+        (Ok(a), Ok(b)) => {
+            if b.model().aicc() < a.model().aicc() {
+                b
+            } else {
+                a
+            }
+        }
+        (Ok(a), Err(_)) => a,
+        (Err(_), Ok(b)) => b,
+        (Err(e), Err(_)) => return Err(model_err("fit", &e)),
+    };
     let f = fit
         .predict(horizon, level)
-        .map_err(|e| ForecastError::Model(format!("ETS forecast failed: {e}")))?;
+        .map_err(|e| model_err("forecast", &e))?;
     from_augurs(f, "ETS")
 }
 
@@ -306,7 +325,8 @@ fn on_log_scale(
     let p = fit(&ly)?;
     // a wide log-scale bound exponentiates to absurd values: no bound above 100 × the
     // largest value seen (a sanity limit, far above any plausible load within the horizon)
-    let cap = 100.0 * y.iter().cloned().fold(1.0, f64::max);
+    let max = y.iter().cloned().fold(0.0, f64::max);
+    let cap = if max > 0.0 { 100.0 * max } else { 1.0 };
     let back =
         |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| x.exp_m1().clamp(0.0, cap)).collect() };
     Ok(Prediction {

@@ -20,9 +20,10 @@ pub struct Answer {
     /// The result of a success.
     #[serde(default)]
     pub data: Option<Data>,
-    /// Warnings Prometheus attached to the answer.
+    /// Warnings Prometheus attached to the answer (`null` taken as none, as some
+    /// Prometheus-compatible backends write it).
     #[serde(default)]
-    pub warnings: Vec<String>,
+    pub warnings: Option<Vec<String>>,
 }
 
 /// `data` of a query answer, by `resultType`.
@@ -43,17 +44,17 @@ pub enum Data {
 #[derive(Debug, Deserialize)]
 pub struct RangeSeries {
     #[serde(default)]
-    metric: BTreeMap<String, String>,
+    metric: Option<BTreeMap<String, String>>,
     /// Absent for series that hold only native histograms.
     #[serde(default)]
-    values: Vec<Sample>,
+    values: Option<Vec<Sample>>,
 }
 
 /// One element of a vector.
 #[derive(Debug, Deserialize)]
 pub struct InstantSeries {
     #[serde(default)]
-    metric: BTreeMap<String, String>,
+    metric: Option<BTreeMap<String, String>>,
     #[serde(default)]
     value: Option<Sample>,
 }
@@ -154,11 +155,22 @@ impl Data {
         match self {
             Data::Matrix(items) => Ok(items
                 .into_iter()
-                .map(|s| series(s.metric, s.values.into_iter().map(|p| (p.0, p.1)).collect()))
+                .map(|s| {
+                    let points = s.values.unwrap_or_default();
+                    series(
+                        s.metric.unwrap_or_default(),
+                        points.into_iter().map(|p| (p.0, p.1)).collect(),
+                    )
+                })
                 .collect()),
             Data::Vector(items) => Ok(items
                 .into_iter()
-                .map(|s| series(s.metric, s.value.map(|p| (p.0, p.1)).into_iter().collect()))
+                .map(|s| {
+                    series(
+                        s.metric.unwrap_or_default(),
+                        s.value.map(|p| (p.0, p.1)).into_iter().collect(),
+                    )
+                })
                 .collect()),
             Data::Scalar(p) => Ok(vec![series(BTreeMap::new(), vec![(p.0, p.1)])]),
             Data::String(_) => Err(NoSeries::StringResult),
@@ -225,6 +237,12 @@ mod tests {
         )
         .unwrap();
         assert!(m[0].points.is_empty());
+        // explicit nulls, as some Prometheus-compatible backends write them
+        let m = data(
+            r#"{"status":"success","warnings":null,"data":{"resultType":"matrix","result":[{"metric":null,"values":null}]}}"#,
+        )
+        .unwrap();
+        assert!(m[0].points.is_empty() && m[0].labels.is_empty());
     }
 
     #[test]

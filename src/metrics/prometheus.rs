@@ -346,7 +346,7 @@ impl PrometheusClient {
             // the common case, parsed straight into samples (no JSON tree)
             match serde_json::from_slice::<Answer>(body) {
                 Ok(a) if a.status == "success" => {
-                    for w in &a.warnings {
+                    for w in a.warnings.iter().flatten() {
                         tracing::warn!(endpoint, warning = %w, "Prometheus query warning");
                     }
                     return match a.data.map(|d| d.into_series()) {

@@ -16,6 +16,7 @@ use super::mutate;
 use super::resources::{self, RESOURCES, ResourceType};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Store, matches_labels};
+use super::table;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -104,6 +105,7 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let as_table = table::wants_table(&headers);
     let path = uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
@@ -144,11 +146,23 @@ pub async fn handle(
                 &query,
                 &body,
                 &content_type,
+                as_table,
             )
             .await
         }
         ["apis", g, v, rest @ ..] => {
-            resource(&state, &method, g, v, rest, &query, &body, &content_type).await
+            resource(
+                &state,
+                &method,
+                g,
+                v,
+                rest,
+                &query,
+                &body,
+                &content_type,
+                as_table,
+            )
+            .await
         }
         _ => status(
             StatusCode::NOT_FOUND,
@@ -168,6 +182,7 @@ async fn resource(
     query: &HashMap<String, String>,
     body: &Bytes,
     content_type: &str,
+    as_table: bool,
 ) -> Response {
     // /namespaces/{ns}/{plural}[/{name}[/{sub}]] or /{plural}[/{name}[/{sub}]]
     let (ns, plural, name, sub) = match rest {
@@ -212,11 +227,16 @@ async fn resource(
                     "the sandbox does not support watch",
                 );
             }
-            list(state, rt, ns, query).await
+            list(state, rt, ns, query, as_table).await
         }
         (Method::GET, Some(name), None) => {
             let store = state.store.read().await;
             match store.get(rt, ns_str, name) {
+                Some(o) if as_table => json_ok(table::table(
+                    rt,
+                    std::slice::from_ref(o),
+                    &store.resource_version(),
+                )),
                 Some(o) => json_ok(o.clone()),
                 None => not_found(rt, name),
             }
@@ -264,6 +284,7 @@ async fn list(
     rt: &ResourceType,
     ns: Option<&str>,
     query: &HashMap<String, String>,
+    as_table: bool,
 ) -> Response {
     let labels = match LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)) {
         Ok(s) => s,
@@ -308,6 +329,11 @@ async fn list(
     if end < matching.len() {
         metadata["continue"] = json!(end.to_string());
         metadata["remainingItemCount"] = json!(matching.len() - end);
+    }
+    if as_table {
+        let mut t = table::table(rt, &items, &store.resource_version());
+        t["metadata"] = metadata;
+        return json_ok(t);
     }
     json_ok(json!({
         "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(),

@@ -11,6 +11,7 @@ pub mod scenario;
 pub mod selector;
 pub mod series;
 pub mod store;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -42,6 +42,34 @@ async fn kubectl_reads_the_sandbox() {
 
     let pods = run(vec!["get", "pods", "-n", "shop"]).await.unwrap();
     assert!(pods.contains("cart-7d9f8b6c5d-xk2lp"), "{pods}");
+    // kubectl's table view, with the columns a real API server gives it
+    let header = pods.lines().next().unwrap_or_default();
+    for col in ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] {
+        assert!(header.contains(col), "{pods}");
+    }
+    let cart = pods
+        .lines()
+        .find(|l| l.starts_with("cart-7d9f8b6c5d-xk2lp"))
+        .unwrap_or_default();
+    assert!(
+        cart.contains("CrashLoopBackOff") && cart.split_whitespace().nth(3) == Some("7"),
+        "{pods}"
+    );
+    let everywhere = run(vec!["get", "pods", "-A"]).await.unwrap();
+    assert!(
+        everywhere.starts_with("NAMESPACE") && everywhere.contains("payments"),
+        "{everywhere}"
+    );
+    let wide = run(vec!["get", "deploy", "-n", "shop"]).await.unwrap();
+    assert!(
+        wide.contains("UP-TO-DATE") && wide.contains("AVAILABLE"),
+        "{wide}"
+    );
+    let nodes_table = run(vec!["get", "nodes"]).await.unwrap();
+    assert!(
+        nodes_table.contains("VERSION") && nodes_table.contains("Ready"),
+        "{nodes_table}"
+    );
     let all = run(vec![
         "get",
         "pods",
