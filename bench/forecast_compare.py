@@ -445,7 +445,7 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
     w("| reactive HPA (lags 1 step) | " + " | ".join(cells) + " |")
     w("\n## Sizing level: safety against capacity (server default)\n")
     w(
-        "`recommend_replicas` sizes from the forecast's upper bound at its `level` (default 0.9: the 95th "
+        "`recommend_replicas` sizes from the forecast's upper bound at its `level` (default 0.8: the 90th "
         "percentile). The same forecasts sized from lower levels' upper bounds, and from the point forecast (the "
         "median for the log-scale models): share of 5-minute steps under-provisioned (mean over series) and "
         "replica-hours relative to the reactive HPA's (median over series of the ratio; 1.00 = as many).\n"
@@ -465,8 +465,8 @@ def build_report(doc, py_rows, py_calls, timings) -> str:
     for label, model, under_key, total_key in (
         ("point forecast", "server_default", "under_provisioned_point", "replica_hours_per_day_point"),
         ("upper bound, level 0.6 (80th pct.)", "server_default_sized_level_0.6", "under_provisioned", "replica_hours_per_day"),
-        ("upper bound, level 0.8 (90th pct.)", "server_default_sized_level_0.8", "under_provisioned", "replica_hours_per_day"),
-        ("upper bound, level 0.9 (95th pct., default)", "server_default", "under_provisioned", "replica_hours_per_day"),
+        ("upper bound, level 0.8 (90th pct., recommend_replicas default)", "server_default_sized_level_0.8", "under_provisioned", "replica_hours_per_day"),
+        ("upper bound, level 0.9 (95th pct., the forecast's default interval)", "server_default", "under_provisioned", "replica_hours_per_day"),
     ):
         cells = []
         for h in horizons:
