@@ -136,26 +136,23 @@ pub async fn handle(
         ["apis", g, v] if resources::groups().iter().any(|(x, y)| x == g && y == v) => {
             json_ok(resource_list(g, v))
         }
-        ["api", "v1", rest @ ..] => {
+        ["api", "v1", ..] | ["apis", _, _, ..] => {
+            let (group, version, rest) = match segs.as_slice() {
+                ["apis", g, v, rest @ ..] => (*g, *v, rest),
+                [_, _, rest @ ..] => ("", "v1", rest),
+                _ => {
+                    return status(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "the server could not find the requested resource",
+                    );
+                }
+            };
             resource(
                 &state,
                 &method,
-                "",
-                "v1",
-                rest,
-                &query,
-                &body,
-                &content_type,
-                as_table,
-            )
-            .await
-        }
-        ["apis", g, v, rest @ ..] => {
-            resource(
-                &state,
-                &method,
-                g,
-                v,
+                group,
+                version,
                 rest,
                 &query,
                 &body,

@@ -11,43 +11,47 @@ fn bin() -> Command {
     c
 }
 
+/// Runs `eks-ops-mcp forecast` on the sandbox for shop/checkout with `extra` arguments and
+/// JSON output: (success, report, stderr).
+fn forecast_job(
+    dir: &std::path::Path,
+    audit: &std::path::Path,
+    extra: &[&str],
+) -> (bool, Value, String) {
+    let out = bin()
+        .env("EKS_OPS_MCP_AUDIT_LOG", audit)
+        .env("EKS_OPS_MCP_FORECAST_STORE", dir.join("forecasts.jsonl"))
+        .args([
+            "forecast",
+            "--sandbox",
+            "--deployment",
+            "shop/checkout",
+            "--promql",
+            "http_requests_per_second{service=\"checkout\"}",
+            "--output",
+            "json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn forecast_job_recommends_and_applies_through_the_guard() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let run = |capacity: &str, apply: bool| {
-        let mut c = bin();
-        c.env("EKS_OPS_MCP_AUDIT_LOG", &audit)
-            .env(
-                "EKS_OPS_MCP_FORECAST_STORE",
-                dir.path().join("forecasts.jsonl"),
-            )
-            .args([
-                "forecast",
-                "--sandbox",
-                "--deployment",
-                "shop/checkout",
-                "--promql",
-                "http_requests_per_second{service=\"checkout\"}",
-            ])
-            .args([
-                "--capacity-per-pod",
-                capacity,
-                "--lead",
-                "1h",
-                "--output",
-                "json",
-            ]);
+        let mut extra = vec!["--capacity-per-pod", capacity, "--lead", "1h"];
         if apply {
-            c.arg("--apply");
+            extra.push("--apply");
         }
-        let out = c.output().unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.success(),
-            report,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        forecast_job(dir.path(), &audit, &extra)
     };
     // a generous capacity per pod: the proposal stays within twice the replicas, so it applies
     let (ok, report, err) = run("1000", true);
@@ -96,35 +100,13 @@ fn forecast_job_recommends_and_applies_through_the_guard() {
 #[test]
 fn forecast_job_sizes_for_the_level_asked() {
     let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
     let run = |level: Option<&str>| {
-        let mut c = bin();
-        c.env("EKS_OPS_MCP_AUDIT_LOG", dir.path().join("audit.jsonl"))
-            .env(
-                "EKS_OPS_MCP_FORECAST_STORE",
-                dir.path().join("forecasts.jsonl"),
-            )
-            .args([
-                "forecast",
-                "--sandbox",
-                "--deployment",
-                "shop/checkout",
-                "--promql",
-                "http_requests_per_second{service=\"checkout\"}",
-                "--capacity-per-pod",
-                "40",
-                "--output",
-                "json",
-            ]);
+        let mut extra = vec!["--capacity-per-pod", "40"];
         if let Some(l) = level {
-            c.args(["--level", l]);
+            extra.extend(["--level", l]);
         }
-        let out = c.output().unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.success(),
-            report,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        forecast_job(dir.path(), &audit, &extra)
     };
     let (ok, default, err) = run(None);
     assert!(ok, "{err}");
