@@ -16,7 +16,18 @@ import os
 import re
 import statistics
 import subprocess
+import tempfile
 import time
+
+# Each server process gets a fresh audit log: the server verifies its log's hash chain when
+# it opens it, so start-up time would otherwise grow with the default log's history.
+_AUDIT_DIR = tempfile.TemporaryDirectory(prefix="eks-ops-mcp-bench-")
+
+
+def server_env():
+    env = dict(os.environ)
+    env["EKS_OPS_MCP_AUDIT_LOG"] = os.path.join(_AUDIT_DIR.name, f"audit-{time.monotonic_ns()}.jsonl")
+    return env
 
 PROTO = "2025-06-18"
 
@@ -45,7 +56,7 @@ class Stdio:
     def __init__(self, binary):
         self.t0 = time.perf_counter()
         self.p = subprocess.Popen([binary, "serve", "--sandbox", "--log", "warn"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, env=server_env())
         self.next_id = 0
 
     def send(self, msg):
@@ -138,7 +149,8 @@ def bench_http(binary, clients, per_client):
     except ImportError:  # the mcp SDK 2.x ships httpx2
         import httpx2 as httpx
     p = subprocess.Popen([binary, "serve", "--sandbox", "--http", "127.0.0.1:0", "--log", "warn"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=server_env())
     try:
         port = None
         deadline = time.time() + 30
