@@ -129,6 +129,13 @@ impl Fixture {
             .expect("no protocol error")
     }
 
+    /// Call a tool as `caller` (a principal with an approver); returns its structured
+    /// content, which a tool error would not have.
+    pub async fn ok_as(&self, tool: &str, args: Value, caller: Caller) -> Value {
+        let r = self.call_as(tool, args.clone(), caller).await;
+        structured(tool, &args, &r)
+    }
+
     /// Read an object straight from the sandbox store.
     pub async fn object(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
         let rt = eks_ops_mcp::sandbox::resources::RESOURCES
@@ -172,8 +179,7 @@ impl Fixture {
     /// Call a tool that must succeed; returns its structured content.
     pub async fn ok(&self, tool: &str, args: Value) -> Value {
         let r = self.call(tool, args.clone()).await;
-        assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {}", text(&r));
-        let v = r.structured_content.clone().expect("structured content");
+        let v = structured(tool, &args, &r);
         assert_eq!(v["sandbox"], Value::Bool(true), "sandbox flag");
         assert!(!text(&r).is_empty(), "text summary present");
         v
@@ -191,6 +197,12 @@ impl Fixture {
         assert!(r.structured_content.is_none());
         text(&r)
     }
+}
+
+/// The structured content of a result that must not be a tool error.
+fn structured(tool: &str, args: &Value, r: &CallToolResult) -> Value {
+    assert_ne!(r.is_error, Some(true), "{tool} {args} failed: {}", text(r));
+    r.structured_content.clone().expect("structured content")
 }
 
 pub fn text(r: &CallToolResult) -> String {

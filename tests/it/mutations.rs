@@ -85,14 +85,13 @@ async fn escalation_without_a_human_changes_nothing() {
 #[tokio::test]
 async fn escalation_approved_by_a_human_is_applied() {
     let f = start_guarded().await;
-    let r = f
-        .call_as(
+    let v = f
+        .ok_as(
             "scale_deployment",
             json!({"namespace": "shop", "name": "checkout", "replicas": 20}),
             caller(ApprovalOutcome::Approved),
         )
         .await;
-    let v = r.structured_content.clone().unwrap();
     assert_eq!(v["status"], "applied");
     assert_eq!(v["approval"], "approved");
     assert_eq!(replicas(&f, "shop", "checkout").await, 20);
@@ -107,14 +106,13 @@ async fn escalation_declined_or_timed_out_changes_nothing() {
         ApprovalOutcome::TimedOut,
     ] {
         let label = answer.label();
-        let r = f
-            .call_as(
+        let v = f
+            .ok_as(
                 "scale_deployment",
                 json!({"namespace": "shop", "name": "checkout", "replicas": 1}),
                 caller(answer),
             )
             .await;
-        let v = r.structured_content.clone().unwrap();
         assert_eq!(v["status"], "escalation_required", "{label}");
         assert_eq!(v["escalation"]["approval"], label);
         assert_eq!(
@@ -385,14 +383,13 @@ async fn rollback_to_an_older_revision_escalates_and_bad_revisions_are_explained
         v["decision"]["policies"][0]["id"],
         "escalate-rollback-not-previous"
     );
-    let r = f
-        .call_as(
+    let v = f
+        .ok_as(
             "rollback",
             json!({"namespace": "shop", "name": "checkout", "to_revision": 1}),
             approved(),
         )
         .await;
-    let v = r.structured_content.clone().unwrap();
     assert_eq!(v["status"], "applied");
     assert_eq!(
         v["verified"]["images"],
@@ -518,14 +515,13 @@ async fn restart_workload_needs_a_human_and_replaces_pods_when_approved() {
     assert_eq!(v["status"], "escalation_required");
     assert_eq!(v["decision"]["policies"][0]["id"], "auto-not-listed");
     assert_eq!(v["facts"]["affected"], json!({"pods": 1, "total": 4}));
-    let r = f
-        .call_as(
+    let v = f
+        .ok_as(
             "restart_workload",
             json!({"namespace": "shop", "kind": "deployment", "name": "checkout"}),
             approved(),
         )
         .await;
-    let v = r.structured_content.clone().unwrap();
     assert_eq!(v["status"], "applied");
     assert_eq!(v["verified"]["revision"], "4");
     assert!(
@@ -649,10 +645,9 @@ async fn uncordon_with_the_verb_allowed_needs_a_human() {
         ..Default::default()
     })
     .await;
-    let r = f
-        .call_as("uncordon_node", json!({"name": N3}), approved())
+    let v = f
+        .ok_as("uncordon_node", json!({"name": N3}), approved())
         .await;
-    let v = r.structured_content.clone().unwrap();
     assert_eq!(v["status"], "applied", "{v}");
     assert_eq!(v["approval"], "approved");
     assert!(
@@ -733,14 +728,13 @@ async fn drain_dry_run_and_healthy_node() {
     let f = start_guarded().await;
     let v = status_of(&f, "drain_node", json!({"name": N1})).await;
     assert_eq!(v["status"], "escalation_required");
-    let r = f
-        .call_as(
+    let v = f
+        .ok_as(
             "drain_node",
             json!({"name": N2, "dry_run": true}),
             approved(),
         )
         .await;
-    let v = r.structured_content.clone().unwrap();
     assert_eq!(v["status"], "dry_run");
     assert_eq!(v["result"]["evicted"].as_array().unwrap().len(), 3);
     assert!(
@@ -768,14 +762,13 @@ async fn reserve_capacity_creates_low_priority_placeholders_through_the_guard() 
             .await
             .is_none()
     );
-    let r = f
-        .call_as(
+    let v = f
+        .ok_as(
             "reserve_capacity",
             json!({"replicas": 3, "cpu": "500m", "memory": "1Gi"}),
             approved(),
         )
         .await;
-    let v = r.structured_content.clone().unwrap();
     assert_eq!(v["status"], "applied", "{v}");
     let d = f
         .object("deployments", "eks-ops-capacity", "capacity-reservation")
