@@ -245,6 +245,17 @@ fn level_shift(y: &[f64], day: usize, weekly: bool) -> Option<String> {
 
 /// Forecast a series of (unix seconds, value) points.
 pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, ForecastError> {
+    let (history, warnings) = regularize(points)?;
+    forecast_regular(history, warnings, opts)
+}
+
+/// [`forecast`] of a history already regularised by [`history::regularize`] (with the
+/// warnings it gave), for callers that needed the regular history first.
+pub fn forecast_regular(
+    history: Regular,
+    mut warnings: Vec<String>,
+    opts: Options,
+) -> Result<Outcome, ForecastError> {
     if opts.horizon == 0 {
         return Err(ForecastError::Invalid(
             "horizon must be at least one step".into(),
@@ -256,7 +267,6 @@ pub fn forecast(points: &[(i64, f64)], opts: Options) -> Result<Outcome, Forecas
             opts.level
         )));
     }
-    let (history, mut warnings) = regularize(points)?;
     let span = history.span_seconds();
     if span < MIN_HISTORY_SECONDS {
         return Err(ForecastError::Invalid(format!(

@@ -12,7 +12,7 @@ use super::{Tool, ToolContext};
 use crate::error::ToolError;
 use crate::forecast::models::ModelKind;
 use crate::forecast::store::StoredForecast;
-use crate::forecast::{Accuracy, Candidate, Options, forecast, mase_scale};
+use crate::forecast::{Accuracy, Candidate, Options, forecast_regular, mase_scale};
 
 /// Longest horizon.
 pub const MAX_HORIZON: Duration = Duration::from_secs(7 * 86_400);
@@ -109,25 +109,23 @@ pub async fn run_forecast(
         )));
     }
     let (points, source) = history.points(ctx).await?;
-    // the step is known only once the history is regular: forecast with a provisional
-    // horizon of one step to learn it, then the real one
-    let (reg, _) = crate::forecast::history::regularize(&points)
-        .map_err(|e| ToolError::invalid(format!("the history cannot be forecast: {e}")))?;
-    let steps = (horizon.as_secs()).div_ceil(reg.step.max(1) as u64).max(1) as usize;
     // a few hundred milliseconds of number crunching: off the async workers
-    let out = tokio::task::spawn_blocking(move || {
-        forecast(
-            &points,
-            Options {
-                horizon: steps,
-                level,
-                model,
-            },
-        )
+    let (out, steps) = tokio::task::spawn_blocking(move || {
+        // the step, and so the horizon in steps, is known only once the history is regular
+        let (reg, warnings) = crate::forecast::history::regularize(&points)
+            .map_err(|e| ToolError::invalid(format!("the history cannot be forecast: {e}")))?;
+        let steps = (horizon.as_secs()).div_ceil(reg.step.max(1) as u64).max(1) as usize;
+        let opts = Options {
+            horizon: steps,
+            level,
+            model,
+        };
+        forecast_regular(reg, warnings, opts)
+            .map(|out| (out, steps))
+            .map_err(|e| ToolError::invalid(format!("cannot forecast: {e}")))
     })
     .await
-    .map_err(|e| ToolError::Internal(format!("the forecast task failed: {e}")))?
-    .map_err(|e| ToolError::invalid(format!("cannot forecast: {e}")))?;
+    .map_err(|e| ToolError::Internal(format!("the forecast task failed: {e}")))??;
     Ok((out, source, steps))
 }
 
