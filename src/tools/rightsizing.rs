@@ -137,21 +137,11 @@ impl Tool for Rightsizing {
                 )));
             }
         };
-        let missing = || {
-            ToolError::NotFound(format!(
-                "{kind} {:?} does not exist in namespace {:?}; see list_workloads",
-                args.name, args.namespace
-            ))
-        };
-        let ctxmsg = format!("reading {kind} {}/{}", args.namespace, args.name);
         let (replicas, selector, containers) = if kind == "Deployment" {
             let d = ctx
                 .cluster
-                .api::<Deployment>(Some(&args.namespace))
-                .get_opt(&args.name)
-                .await
-                .map_err(|e| ToolError::from_kube(ctxmsg, e))?
-                .ok_or_else(missing)?;
+                .get_in::<Deployment>(&args.namespace, &args.name, kind, "see list_workloads")
+                .await?;
             let spec = d.spec.unwrap_or_default();
             (
                 i64::from(spec.replicas.unwrap_or(1)),
@@ -161,11 +151,8 @@ impl Tool for Rightsizing {
         } else {
             let s = ctx
                 .cluster
-                .api::<StatefulSet>(Some(&args.namespace))
-                .get_opt(&args.name)
-                .await
-                .map_err(|e| ToolError::from_kube(ctxmsg, e))?
-                .ok_or_else(missing)?;
+                .get_in::<StatefulSet>(&args.namespace, &args.name, kind, "see list_workloads")
+                .await?;
             let spec = s.spec.unwrap_or_default();
             (
                 i64::from(spec.replicas.unwrap_or(1)),
