@@ -274,7 +274,7 @@ impl Guard {
         }
     }
 
-    fn complete_facts(&self, plan: &Plan, action: &str, dry_run: bool) -> Facts {
+    fn complete_facts(&self, plan: &Plan, dry_run: bool) -> Facts {
         let mut facts = plan.facts.clone();
         facts.allowed_verbs = self.config.allowed_verbs.clone();
         facts.dry_run = dry_run;
@@ -289,7 +289,6 @@ impl Guard {
         if let Some(r) = facts.rollout.as_mut() {
             r.rollbacks_last_hour = self.history.count(&key, Some("rollback"));
         }
-        let _ = action;
         facts
     }
 
@@ -311,7 +310,7 @@ impl Guard {
             self.check_scope(&plan.target.namespace)?;
         }
         let dry_run = m.dry_run() || self.config.dry_run_only;
-        let facts = self.complete_facts(&plan, action, dry_run);
+        let facts = self.complete_facts(&plan, dry_run);
         let request = PolicyRequest {
             principal: caller.principal.clone(),
             action: action.to_string(),
