@@ -18,19 +18,20 @@ fn rt(plural: &str) -> &'static ResourceType {
 
 /// A short, stable hash of a pod template, like the `pod-template-hash` label.
 pub fn template_hash(template: &Value) -> String {
-    let mut t = template.clone();
-    if let Some(l) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        l.remove("pod-template-hash");
-    }
-    let digest = Sha256::digest(serde_json::to_string(&t).unwrap_or_default().as_bytes());
-    // the alphabet Kubernetes uses for generated names (no vowels, no 0/1/3)
+    let t = without_hash_label(template);
+    name_chars(
+        &Sha256::digest(serde_json::to_string(&t).unwrap_or_default().as_bytes()),
+        10,
+    )
+}
+
+/// The first `n` bytes of a digest as characters of the alphabet Kubernetes uses for
+/// generated names (no vowels, no 0/1/3).
+fn name_chars(digest: &[u8], n: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     digest
         .iter()
-        .take(10)
+        .take(n)
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
 }
@@ -218,12 +219,7 @@ fn new_pod(
 
 fn generated_suffix(seed: &str) -> String {
     let digest = Sha256::digest(format!("{seed}/{}", uuid::Uuid::new_v4()).as_bytes());
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    digest
-        .iter()
-        .take(5)
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    name_chars(&digest, 5)
 }
 
 fn reconcile_replicasets(store: &mut Store) {
