@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{check_name, check_namespace, ts};
 use super::get_pod_status::selector_text;
 use super::{Tool, ToolContext};
+use crate::cluster::Cluster;
 use crate::error::ToolError;
 
 /// Arguments of `get_rollout_history`.
@@ -73,6 +74,40 @@ fn revision(rs: &ReplicaSet) -> Option<i64> {
         .ok()
 }
 
+/// The ReplicaSets Deployment `name` (read as `dep`) owns, with their revision numbers,
+/// newest first (what `kubectl rollout history` lists).
+pub(crate) async fn owned_revisions(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    dep: &Deployment,
+) -> Result<Vec<(i64, ReplicaSet)>, ToolError> {
+    let uid = dep.metadata.uid.clone().unwrap_or_default();
+    let selector = dep
+        .spec
+        .as_ref()
+        .map(|s| selector_text(&s.selector))
+        .unwrap_or_default();
+    let mut rss: Vec<(i64, ReplicaSet)> = cluster
+        .api::<ReplicaSet>(Some(namespace))
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| ToolError::from_kube("listing replica sets", e))?
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Deployment" && (o.uid == uid || o.name == name))
+        })
+        .filter_map(|rs| revision(&rs).map(|r| (r, rs)))
+        .collect();
+    rss.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+    Ok(rss)
+}
+
 impl Tool for GetRolloutHistory {
     const NAME: &'static str = "get_rollout_history";
     const TITLE: &'static str = "Get rollout history";
@@ -95,31 +130,12 @@ impl Tool for GetRolloutHistory {
                 "see list_workloads",
             )
             .await?;
-        let uid = dep.metadata.uid.clone().unwrap_or_default();
-        let selector = dep
-            .spec
-            .as_ref()
-            .map(|s| selector_text(&s.selector))
-            .unwrap_or_default();
-        let rss = ctx
-            .cluster
-            .api::<ReplicaSet>(Some(&args.namespace))
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| ToolError::from_kube("listing replica sets", e))?;
-        let mut revisions: Vec<Revision> = rss
-            .items
-            .iter()
-            .filter(|rs| {
-                rs.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.kind == "Deployment" && (o.uid == uid || o.name == args.name))
-            })
-            .filter_map(|rs| {
-                Some(Revision {
-                    revision: revision(rs)?,
+        let mut revisions: Vec<Revision> =
+            owned_revisions(&ctx.cluster, &args.namespace, &args.name, &dep)
+                .await?
+                .iter()
+                .map(|(revision, rs)| Revision {
+                    revision: *revision,
                     replica_set: rs.metadata.name.clone().unwrap_or_default(),
                     images: rs
                         .spec
@@ -154,9 +170,7 @@ impl Tool for GetRolloutHistory {
                     current: false,
                     previous: false,
                 })
-            })
-            .collect();
-        revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
+                .collect();
         let current_revision = revisions.first().map(|r| r.revision);
         let previous_revision = revisions.get(1).map(|r| r.revision);
         if let Some(r) = revisions.get_mut(0) {

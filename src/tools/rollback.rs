@@ -1,14 +1,14 @@
 //! `rollback`: return a Deployment to an earlier revision, the way `kubectl rollout undo`
 //! does it — the target ReplicaSet's pod template is written back into the Deployment.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::common::{check_name, check_namespace, merge_diff, rollout_unavailable};
-use super::get_pod_status::selector_text;
+use super::get_rollout_history::owned_revisions;
 use super::{Tool, ToolContext};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
@@ -36,15 +36,6 @@ pub struct Args {
 pub struct Rollback;
 
 struct Undo(Args);
-
-fn revision(rs: &ReplicaSet) -> Option<i64> {
-    rs.metadata
-        .annotations
-        .as_ref()?
-        .get("deployment.kubernetes.io/revision")?
-        .parse()
-        .ok()
-}
 
 fn images(template: &Value) -> Value {
     template
@@ -82,24 +73,7 @@ impl Mutation for Undo {
             .get_in::<Deployment>(&a.namespace, &a.name, "deployment", "see list_workloads")
             .await?;
         let spec = dep.spec.clone().unwrap_or_default();
-        let uid = dep.metadata.uid.clone().unwrap_or_default();
-        let mut rss: Vec<(i64, ReplicaSet)> = cluster
-            .api::<ReplicaSet>(Some(&a.namespace))
-            .list(&ListParams::default().labels(&selector_text(&spec.selector)))
-            .await
-            .map_err(|e| ToolError::from_kube("listing replica sets", e))?
-            .items
-            .into_iter()
-            .filter(|rs| {
-                rs.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.kind == "Deployment" && (o.uid == uid || o.name == a.name))
-            })
-            .filter_map(|rs| revision(&rs).map(|r| (r, rs)))
-            .collect();
-        rss.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+        let rss = owned_revisions(cluster, &a.namespace, &a.name, &dep).await?;
         let listing = rss
             .iter()
             .map(|(r, _)| r.to_string())
