@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::resources::{self, ResourceType};
 use super::store::{Store, fill_pod_status, owned_by, pod_ready, revision_of, str_at};
+use crate::tools::common::without_pod_template_hash;
 
 fn rt(plural: &str) -> &'static ResourceType {
     resources::RESOURCES
@@ -18,7 +19,7 @@ fn rt(plural: &str) -> &'static ResourceType {
 
 /// A short, stable hash of a pod template, like the `pod-template-hash` label.
 pub fn template_hash(template: &Value) -> String {
-    let t = without_hash_label(template);
+    let t = without_pod_template_hash(template);
     name_chars(
         &Sha256::digest(serde_json::to_string(&t).unwrap_or_default().as_bytes()),
         10,
@@ -34,17 +35,6 @@ fn name_chars(digest: &[u8], n: usize) -> String {
         .take(n)
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
-}
-
-fn without_hash_label(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(l) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        l.remove("pod-template-hash");
-    }
-    t
 }
 
 /// Bring every workload to its desired state, then recompute statuses.
@@ -74,8 +64,8 @@ fn reconcile_deployments(store: &mut Store) {
             .collect();
         let max_rev = owned.iter().map(revision_of).max().unwrap_or(0);
         let matching = owned.iter().find(|r| {
-            r.pointer("/spec/template").map(without_hash_label)
-                == Some(without_hash_label(&template))
+            r.pointer("/spec/template").map(without_pod_template_hash)
+                == Some(without_pod_template_hash(&template))
         });
         let current_name = match matching {
             Some(rs) => {

@@ -70,6 +70,19 @@ pub fn ts(t: &Timestamp) -> String {
     t.to_string()
 }
 
+/// A pod template without its `pod-template-hash` label: what two ReplicaSets' templates
+/// are compared by (the label differs by construction).
+pub fn without_pod_template_hash(template: &serde_json::Value) -> serde_json::Value {
+    let mut t = template.clone();
+    if let Some(l) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        l.remove("pod-template-hash");
+    }
+    t
+}
+
 /// Human age of something created at `t` (e.g. `3d4h`, `12m`).
 pub fn age(t: &Timestamp) -> String {
     let secs = Timestamp::now().duration_since(*t).as_secs().max(0);

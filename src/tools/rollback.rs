@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{check_name, check_namespace, merge_diff, rollout_unavailable};
+use super::common::{
+    check_name, check_namespace, merge_diff, rollout_unavailable, without_pod_template_hash,
+};
 use super::get_rollout_history::owned_revisions;
 use super::{Tool, ToolContext};
 use crate::cluster::{Cluster, Writer};
@@ -43,17 +45,6 @@ fn images(template: &Value) -> Value {
         .and_then(Value::as_array)
         .map(|cs| cs.iter().filter_map(|c| c.get("image").cloned()).collect())
         .unwrap_or(Value::Array(vec![]))
-}
-
-fn without_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(l) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        l.remove("pod-template-hash");
-    }
-    t
 }
 
 impl Mutation for Undo {
@@ -103,7 +94,7 @@ impl Mutation for Undo {
                 a.namespace, a.name
             )));
         };
-        let target_template = without_hash(
+        let target_template = without_pod_template_hash(
             &serde_json::to_value(target_rs.spec.as_ref().and_then(|s| s.template.clone()))
                 .map_err(|e| ToolError::Internal(e.to_string()))?,
         );
