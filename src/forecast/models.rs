@@ -99,6 +99,19 @@ pub struct Prediction {
     pub upper: Vec<f64>,
 }
 
+impl Prediction {
+    /// Index and value of the highest upper bound among the first `steps` steps (the first
+    /// of equal highs; `(0, f64::MIN)` when there are none).
+    pub fn peak_upper(&self, steps: usize) -> (usize, f64) {
+        self.upper
+            .iter()
+            .copied()
+            .enumerate()
+            .take(steps)
+            .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a })
+    }
+}
+
 /// Standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9).
 /// Written here because it is one small function; no statistics crate is otherwise needed.
 #[allow(clippy::excessive_precision)] // the coefficients as published

@@ -151,11 +151,7 @@ impl Tool for ForecastLoad {
                 upper: out.prediction.upper[i],
             })
             .collect();
-        let (peak_i, peak_upper) = all
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.upper))
-            .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        let (peak_i, peak_upper) = out.prediction.peak_upper(steps);
         let stride = steps.div_ceil(max_points).max(1);
         let forecast: Vec<Step> = all.iter().step_by(stride).cloned().collect();
         let mut seasonality = Vec::new();

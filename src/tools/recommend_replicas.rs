@@ -166,14 +166,7 @@ impl Tool for RecommendReplicas {
         )
         .await?;
         let n = out.history.values.len();
-        let (peak_i, peak_upper) = out
-            .prediction
-            .upper
-            .iter()
-            .copied()
-            .enumerate()
-            .take(steps)
-            .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        let (peak_i, peak_upper) = out.prediction.peak_upper(steps);
         let capacity = plan(CapacityInput {
             peak_upper,
             capacity_per_pod: args.capacity_per_pod,
