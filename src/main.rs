@@ -103,7 +103,6 @@ enum PolicyCommand {
         #[arg(long, default_value = "policies/tests")]
         cases: PathBuf,
     },
-    /// Decide one request given as JSON ({principal, action, resource, facts}); `-` reads stdin.
     /// Decide one request. Either a request file with the facts ({principal, action,
     /// resource, facts}; `-` reads stdin), or --tool and --args: the facts are then gathered from
     /// the cluster (--sandbox, or the kubeconfig) by the tool's own plan step, as a dry run.
