@@ -34,7 +34,10 @@ pub struct StoredForecast {
 #[derive(Debug)]
 pub struct ForecastStore {
     path: PathBuf,
-    lock: Mutex<()>,
+    /// The file's length and line count after this process's last write, so that a write
+    /// need not read the whole file back to count its lines; recounted when the length
+    /// shows that someone else wrote to the file since.
+    lock: Mutex<Option<(u64, usize)>>,
 }
 
 impl ForecastStore {
@@ -42,14 +45,14 @@ impl ForecastStore {
     pub fn new(path: PathBuf) -> Self {
         Self {
             path,
-            lock: Mutex::new(()),
+            lock: Mutex::new(None),
         }
     }
 
     /// Append a forecast; compacts to the newest [`MAX_RECORDS`] when the file grows past
     /// twice that.
     pub fn put(&self, f: &StoredForecast) -> std::io::Result<()> {
-        let _g = self
+        let mut known = self
             .lock
             .lock()
             .map_err(|_| std::io::Error::other("forecast store lock poisoned"))?;
@@ -60,13 +63,19 @@ impl ForecastStore {
             .create(true)
             .append(true)
             .open(&self.path)?;
+        let len_before = file.metadata()?.len();
         let mut line = serde_json::to_string(f).map_err(std::io::Error::other)?;
         line.push('\n');
         file.write_all(line.as_bytes())?;
         drop(file);
-        let count = BufReader::new(std::fs::File::open(&self.path)?)
-            .lines()
-            .count();
+        let len_after = len_before + line.len() as u64;
+        let count = match *known {
+            Some((len, n)) if len == len_before => n + 1,
+            _ => BufReader::new(std::fs::File::open(&self.path)?)
+                .lines()
+                .count(),
+        };
+        *known = Some((len_after, count));
         if count > 2 * MAX_RECORDS {
             let all = self.all_unlocked()?;
             let keep = &all[all.len().saturating_sub(MAX_RECORDS)..];
@@ -78,7 +87,9 @@ impl ForecastStore {
                 out.write_all(l.as_bytes())?;
             }
             out.sync_all()?;
+            let len = out.metadata()?.len();
             std::fs::rename(&tmp, &self.path)?;
+            *known = Some((len, keep.len()));
         }
         Ok(())
     }
@@ -155,5 +166,32 @@ mod tests {
             s.recent(2).unwrap()[0].id,
             format!("f{}", 2 * MAX_RECORDS + 4)
         );
+    }
+
+    #[test]
+    fn two_writers_on_one_file_stay_bounded() {
+        // each store counts its own writes; a write by the other shows in the file's length
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let (a, b) = (
+            ForecastStore::new(path.clone()),
+            ForecastStore::new(path.clone()),
+        );
+        for i in 0..(2 * MAX_RECORDS + 5) {
+            let s = if i % 3 == 0 { &a } else { &b };
+            s.put(&StoredForecast {
+                id: format!("f{i}"),
+                created: i as i64,
+                subject: serde_json::json!("inline"),
+                model: "naive".into(),
+                step: 300,
+                mase_scale: 1.0,
+                steps: vec![(0, 1.0, 0.0, 2.0)],
+            })
+            .unwrap();
+        }
+        let n = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(n <= 2 * MAX_RECORDS, "{n}");
+        assert!(a.get("f3").unwrap().is_none(), "old records compacted away");
     }
 }
