@@ -146,6 +146,9 @@ pub struct Outcome {
     pub backtest: Option<Accuracy>,
     /// Things the caller should know (gaps filled, short history, level shift…).
     pub warnings: Vec<String>,
+    /// The MASE scale of this history (mean absolute change over one day, or one step
+    /// without a daily cycle), kept to score the forecast against what happens later.
+    pub mase_scale: f64,
 }
 
 /// Options of [`forecast`].
@@ -293,6 +296,7 @@ pub fn forecast_regular(
     if let Some(w) = level_shift(y, day, season.weekly.is_some()) {
         warnings.push(w);
     }
+    let scale = mase_scale(y, season.daily.unwrap_or(1));
     let spread =
         y.iter().cloned().fold(f64::MIN, f64::max) - y.iter().cloned().fold(f64::MAX, f64::min);
     if spread <= f64::EPSILON * y[0].abs().max(1.0) {
@@ -312,10 +316,10 @@ pub fn forecast_regular(
             candidates: vec![],
             backtest: None,
             warnings,
+            mase_scale: scale,
         });
     }
 
-    let scale = mase_scale(y, season.daily.unwrap_or(1));
     let non_negative = y.iter().all(|v| *v >= 0.0);
     // What is backtested is what is used: MSTL takes a period only with two full cycles of
     // training data, so when the earliest backtest origin is too early for the weekly cycle,
@@ -440,6 +444,7 @@ pub fn forecast_regular(
         candidates,
         backtest,
         warnings,
+        mase_scale: scale,
     })
 }
 

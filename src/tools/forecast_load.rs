@@ -12,7 +12,7 @@ use super::{Tool, ToolContext};
 use crate::error::ToolError;
 use crate::forecast::models::ModelKind;
 use crate::forecast::store::StoredForecast;
-use crate::forecast::{Accuracy, Candidate, Options, forecast_regular, mase_scale};
+use crate::forecast::{Accuracy, Candidate, Options, forecast_regular};
 
 /// Longest horizon.
 pub const MAX_HORIZON: Duration = Duration::from_secs(7 * 86_400);
@@ -174,7 +174,7 @@ impl Tool for ForecastLoad {
                     },
                     model: format!("{:?}", out.model),
                     step: out.history.step,
-                    mase_scale: mase_scale(&out.history.values, out.seasonality.daily.unwrap_or(1)),
+                    mase_scale: out.mase_scale,
                     steps: all
                         .iter()
                         .map(|s| (s.t, s.point, s.lower, s.upper))
