@@ -26,6 +26,15 @@ pub enum ToolError {
         /// The API's message.
         message: String,
     },
+    /// The Kubernetes API gave no usable answer (connection reset, timeout, unreadable
+    /// body, a 5xx): a write may or may not have been applied.
+    #[error("the Kubernetes API gave no usable answer while {context}: {message}")]
+    KubeNoAnswer {
+        /// What the tool was doing.
+        context: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The call did not finish within the configured time.
     #[error("timed out after {0} s; the cluster API did not answer in time")]
     Timeout(u64),
@@ -48,6 +57,7 @@ impl ToolError {
             Self::Refused(_) => "refused",
             Self::Conflict(_) => "conflict",
             Self::Kube { .. } => "kubernetes_error",
+            Self::KubeNoAnswer { .. } => "kubernetes_no_answer",
             Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
         }
@@ -64,11 +74,15 @@ impl ToolError {
                 "{context}: {}; nothing was applied — the object changed after the plan was made, call the tool again to plan on its current state",
                 status.message
             )),
+            kube::Error::Api(status) if status.code >= 500 => Self::KubeNoAnswer {
+                context,
+                message: format!("{} ({} {})", status.message, status.code, status.reason),
+            },
             kube::Error::Api(status) => Self::Kube {
                 context,
                 message: format!("{} ({} {})", status.message, status.code, status.reason),
             },
-            other => Self::Kube {
+            other => Self::KubeNoAnswer {
                 context,
                 message: other.to_string(),
             },

@@ -415,6 +415,7 @@ async fn build_server(args: &ServeArgs) -> Result<(EksOpsServer, Option<Sandbox>
             replica_ceiling: args.replica_ceiling,
             dry_run_only: args.dry_run_only,
             namespaces: args.namespaces.clone(),
+            ..GuardConfig::default()
         };
         ctx = ctx.with_guard(Arc::new(Guard::new(
             Arc::new(engine),

@@ -12,6 +12,7 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 pub mod facts;
+pub mod template_diff;
 
 use crate::error::ToolError;
 
@@ -229,6 +230,15 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Reads over the same connection: an apply step whose answer was lost reads back.
+    pub fn reader(&self) -> Cluster {
+        Cluster {
+            client: self.client.clone(),
+            no_retry: self.no_retry.clone(),
+            sandbox: false,
+        }
+    }
+
     /// Pods of a namespace through the client that does not retry 429 (for evictions).
     pub fn evictions(&self, namespace: &str) -> Api<core::v1::Pod> {
         Api::namespaced(self.no_retry.clone(), namespace)

@@ -7,7 +7,8 @@
 
 pub mod approval;
 pub mod elicitation;
-pub mod history;
+pub mod ledger;
+pub mod outcome;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ use crate::policy::{
     DecidingPolicy, Decision, Facts, Outcome, PolicyEngine, PolicyRequest, Target,
 };
 pub use approval::{ApprovalOutcome, ApprovalRequest, Approver, NoApprover};
-use history::History;
+use ledger::Ledger;
+pub use outcome::Landed;
 
 /// Proof of being the guard. Its field is private to this module, so no other code can
 /// make one, and without one there is no [`Writer`].
@@ -41,9 +43,10 @@ pub struct Change {
     pub after: Value,
 }
 
-/// What a mutation would do, read from the live cluster.
+/// What a mutation would do, read from the live cluster. `S` is the tool's own data for the
+/// apply step (typed, so a misspelt field is a compile error, not a silent default).
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Plan<S> {
     /// The object acted on (kind as the cluster reports it).
     pub target: Target,
     /// Field changes, before → after.
@@ -54,33 +57,119 @@ pub struct Plan {
     pub summary: String,
     /// resourceVersion the plan was made on, sent as a precondition.
     pub resource_version: Option<String>,
+    /// The target's change ledger, as read with the plan (empty for targets the change
+    /// deletes, such as a restarted pod).
+    pub ledger: Ledger,
     /// Tool-private data the apply step needs (e.g. a pod template).
-    pub state: Value,
+    pub state: S,
+    /// The ledger entry of this change, set by the guard just before apply.
+    entry: Option<ledger::Entry>,
+}
+
+impl<S> Plan<S> {
+    /// A plan with an empty ledger; add the target's with [`Plan::with_ledger`].
+    pub fn new(target: Target, facts: Facts, summary: String, state: S) -> Self {
+        Self {
+            target,
+            changes: Vec::new(),
+            facts,
+            summary,
+            resource_version: None,
+            ledger: Ledger::default(),
+            state,
+            entry: None,
+        }
+    }
+
+    /// The field changes.
+    pub fn with_changes(mut self, changes: Vec<Change>) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    /// The target's metadata as read: its resourceVersion (the write's precondition) and
+    /// its change ledger.
+    pub fn with_meta(
+        mut self,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Self {
+        self.resource_version = meta.resource_version.clone();
+        self.ledger = Ledger::from_annotations(meta.annotations.as_ref());
+        self
+    }
+
+    /// The `metadata` of the change's write: the plan's resourceVersion as precondition and
+    /// the change ledger with this change's entry, so that the change and its record land
+    /// together or not at all.
+    pub fn metadata_patch(&self) -> Value {
+        let mut meta = json!({"resourceVersion": self.resource_version});
+        if let Some(e) = &self.entry {
+            meta["annotations"] = json!({ledger::ANNOTATION: self.ledger.with(e.clone())});
+        }
+        meta
+    }
+
+    /// The id of this change in the ledger (set once the guard is about to apply it).
+    pub fn change_id(&self) -> Option<&str> {
+        self.entry.as_ref().map(|e| e.id.as_str())
+    }
+}
+
+/// What a mutation acts on, for the server's namespace scope: a namespaced server refuses
+/// cluster-wide actions in the guard, before anything is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Objects of one namespace.
+    Namespaced(&'a str),
+    /// A cluster-scoped object (a node), possibly touching pods of every namespace.
+    Cluster,
 }
 
 /// A mutating action, run by [`Guard::run`].
 pub trait Mutation: Send + Sync {
+    /// Tool-private data the plan hands to apply.
+    type State: Send + Sync;
     /// Policy action (the tool name).
     fn action(&self) -> &'static str;
-    /// Namespace the call names, for scoping checks before anything is read.
-    fn namespace(&self) -> Option<&str>;
+    /// What the call names, for scoping checks before anything is read.
+    fn scope(&self) -> Scope<'_>;
     /// Whether the caller asked for a dry run.
     fn dry_run(&self) -> bool;
     /// Read the live target and say exactly what would change.
-    fn plan(&self, cluster: &Cluster) -> impl Future<Output = Result<Plan, ToolError>> + Send;
+    fn plan(
+        &self,
+        cluster: &Cluster,
+    ) -> impl Future<Output = Result<Plan<Self::State>, ToolError>> + Send;
     /// Apply the plan (server-side dry run when `dry_run`); returns what the API answered.
+    /// Every write carries [`Plan::metadata_patch`] (or, for a delete, the plan's
+    /// preconditions).
     fn apply(
         &self,
         writer: &Writer,
-        plan: &Plan,
+        plan: &Plan<Self::State>,
         dry_run: bool,
     ) -> impl Future<Output = Result<Value, ToolError>> + Send;
     /// Read back and report the observed result.
     fn verify(
         &self,
         cluster: &Cluster,
-        plan: &Plan,
+        plan: &Plan<Self::State>,
     ) -> impl Future<Output = Result<Value, ToolError>> + Send;
+    /// After an apply whose answer was lost (timeout, reset, unreadable answer, 5xx): did
+    /// the change land? The default reads the target back and looks for this change's
+    /// ledger entry.
+    fn landed(
+        &self,
+        cluster: &Cluster,
+        plan: &Plan<Self::State>,
+    ) -> impl Future<Output = Landed> + Send {
+        outcome::by_ledger(
+            cluster,
+            &plan.target,
+            plan.resource_version.as_deref(),
+            plan.change_id(),
+        )
+    }
 }
 
 /// How a mutating call ended.
@@ -96,6 +185,12 @@ pub enum Status {
     /// A human must approve and did not (could not be asked, declined, or did not answer);
     /// nothing changed.
     EscalationRequired,
+    /// The API's answer to the change was lost and reading back showed it did not land;
+    /// nothing changed.
+    NotApplied,
+    /// The API's answer to the change was lost and reading back could not tell whether it
+    /// landed: see `outcome` for what to check.
+    Unknown,
 }
 
 /// What a human would have to approve.
@@ -143,6 +238,10 @@ pub struct MutationReport {
     /// The state read back after the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Value>,
+    /// When the API's answer to the change was lost: what went wrong, and what reading the
+    /// target back showed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 impl MutationReport {
@@ -180,6 +279,18 @@ impl MutationReport {
                 ids(&self.decision.policies),
                 self.approval.as_deref().unwrap_or("not sought")
             ),
+            Status::NotApplied => format!(
+                "NOT APPLIED {}: {} — {}",
+                self.action,
+                self.summary,
+                self.outcome.as_deref().unwrap_or("the change did not land")
+            ),
+            Status::Unknown => format!(
+                "OUTCOME UNKNOWN {}: {} — {}",
+                self.action,
+                self.summary,
+                self.outcome.as_deref().unwrap_or("check the target")
+            ),
         }
     }
 }
@@ -195,7 +306,14 @@ pub struct GuardConfig {
     pub dry_run_only: bool,
     /// Namespaces tools may touch (`None`: all).
     pub namespaces: Option<Vec<String>>,
+    /// Longest the apply step may wait for the API's answer before the guard reads the
+    /// target back to find out what happened.
+    pub apply_timeout: std::time::Duration,
 }
+
+/// Default [`GuardConfig::apply_timeout`]: well inside the default call timeout (30 s), so
+/// that an unanswered change is still read back and reported within the call.
+pub const DEFAULT_APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Default for GuardConfig {
     fn default() -> Self {
@@ -207,6 +325,7 @@ impl Default for GuardConfig {
             replica_ceiling: DEFAULT_REPLICA_CEILING,
             dry_run_only: false,
             namespaces: None,
+            apply_timeout: DEFAULT_APPLY_TIMEOUT,
         }
     }
 }
@@ -234,7 +353,6 @@ pub struct Guard {
     engine: Arc<PolicyEngine>,
     audit: Arc<AuditLog>,
     config: GuardConfig,
-    history: History,
 }
 
 impl std::fmt::Debug for Guard {
@@ -245,6 +363,15 @@ impl std::fmt::Debug for Guard {
     }
 }
 
+/// Kinds of objects that are workloads, for [`Facts::workload_kinds`].
+const WORKLOAD_KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+];
+
 impl Guard {
     /// A guard over a policy engine and audit log.
     pub fn new(engine: Arc<PolicyEngine>, audit: Arc<AuditLog>, config: GuardConfig) -> Self {
@@ -252,7 +379,6 @@ impl Guard {
             engine,
             audit,
             config,
-            history: History::default(),
         }
     }
 
@@ -274,22 +400,107 @@ impl Guard {
         }
     }
 
-    fn complete_facts(&self, plan: &Plan, dry_run: bool) -> Facts {
+    /// Refuse what the configured scope does not cover: a cluster-wide action on a
+    /// namespaced server, or a namespace outside the scope.
+    fn check_call_scope(&self, action: &str, scope: Scope<'_>) -> Result<(), ToolError> {
+        match (scope, &self.config.namespaces) {
+            (Scope::Cluster, Some(allowed)) => Err(ToolError::Refused(format!(
+                "{action} acts on a cluster-scoped object, beyond this server's namespaces ({}); run it from a server without --namespaces",
+                allowed.join(", ")
+            ))),
+            (Scope::Namespaced(ns), _) => self.check_scope(ns),
+            (Scope::Cluster, None) => Ok(()),
+        }
+    }
+
+    fn complete_facts<S>(&self, plan: &Plan<S>, dry_run: bool, now: i64) -> Facts {
         let mut facts = plan.facts.clone();
         facts.allowed_verbs = self.config.allowed_verbs.clone();
         facts.dry_run = dry_run;
+        // what the action touches includes the target itself
+        let t = &plan.target;
+        if !t.namespace.is_empty() {
+            facts.namespaces.push(t.namespace.clone());
+        }
+        if WORKLOAD_KINDS.contains(&t.kind.as_str()) {
+            facts.workload_kinds.push(t.kind.clone());
+        }
+        facts.namespaces.sort();
+        facts.namespaces.dedup();
+        facts.workload_kinds.sort();
+        facts.workload_kinds.dedup();
         if let Some(r) = facts.replicas.as_mut() {
             r.ceiling = self.config.replica_ceiling;
+            let (lo, hi) = plan.ledger.replica_range(now, r.current);
+            r.low_last_hour = lo;
+            r.high_last_hour = hi;
         }
         if let Some(h) = facts.hpa.as_mut() {
             h.ceiling = self.config.replica_ceiling;
         }
-        let key = history::key(&plan.target);
-        facts.mutations_last_hour = self.history.count(&key, None);
+        facts.mutations_last_hour = plan.ledger.count(now, None);
         if let Some(r) = facts.rollout.as_mut() {
-            r.rollbacks_last_hour = self.history.count(&key, Some("rollback"));
+            r.rollbacks_last_hour = plan.ledger.count(now, Some("rollback"));
         }
         facts
+    }
+
+    /// The configuration's hard limits, enforced here as well as by the default policies,
+    /// so that a replacement policy set (`--policies DIR` without `--extend`) cannot
+    /// silently drop them.
+    fn configured_limits(&self, facts: &Facts) -> Option<Decision> {
+        let deny = |id: &str, message: String| Decision {
+            outcome: Outcome::Deny,
+            reason: message.clone(),
+            policies: vec![DecidingPolicy {
+                id: id.to_string(),
+                effect: "forbid".into(),
+                message,
+                escalate: None,
+            }],
+        };
+        if !self.config.allowed_verbs.contains(&facts.verb) {
+            return Some(deny(
+                "config-allowed-verbs",
+                format!(
+                    "the kubectl verb {:?} of this action is not in the configured verb allow-list ({})",
+                    facts.verb,
+                    self.config.allowed_verbs.join(", ")
+                ),
+            ));
+        }
+        let ceiling = self.config.replica_ceiling;
+        let requested = [
+            facts.replicas.as_ref().map(|r| r.requested),
+            facts.hpa.as_ref().map(|h| h.requested_max),
+        ];
+        if let Some(n) = requested.into_iter().flatten().find(|n| *n > ceiling) {
+            return Some(deny(
+                "config-replica-ceiling",
+                format!(
+                    "the requested replica count {n} is above the configured ceiling {ceiling}"
+                ),
+            ));
+        }
+        None
+    }
+
+    fn decide(&self, request: &PolicyRequest, approved: bool) -> Result<Decision, ToolError> {
+        let decided = if approved {
+            self.engine.decide_approved(request)
+        } else {
+            self.engine.decide(request)
+        };
+        let decision = decided.map_err(|e| {
+            ToolError::Internal(format!(
+                "the policies could not decide, so nothing was changed: {e}"
+            ))
+        })?;
+        // the policies' own deny names its rule; the configuration's limits hold regardless
+        if decision.outcome == Outcome::Deny {
+            return Ok(decision);
+        }
+        Ok(self.configured_limits(&request.facts).unwrap_or(decision))
     }
 
     /// Run a mutation through every step. Never changes anything unless the policies allow
@@ -301,16 +512,18 @@ impl Guard {
         m: &M,
     ) -> Result<MutationReport, ToolError> {
         let action = m.action();
-        if let Some(ns) = m.namespace() {
-            self.check_scope(ns)?;
-        }
+        self.check_call_scope(action, m.scope())?;
         // 1. plan, 2. facts
-        let plan = m.plan(cluster).await?;
+        let mut plan = m.plan(cluster).await?;
         if !plan.target.namespace.is_empty() {
             self.check_scope(&plan.target.namespace)?;
         }
+        for ns in &plan.facts.namespaces {
+            self.check_scope(ns)?;
+        }
         let dry_run = m.dry_run() || self.config.dry_run_only;
-        let facts = self.complete_facts(&plan, dry_run);
+        let now = ledger::now();
+        let facts = self.complete_facts(&plan, dry_run, now);
         let request = PolicyRequest {
             principal: caller.principal.clone(),
             action: action.to_string(),
@@ -318,10 +531,7 @@ impl Guard {
             facts: facts.clone(),
         };
         // 3. decide
-        let mut decision = self
-            .engine
-            .decide(&request)
-            .map_err(|e| ToolError::Internal(e.to_string()))?;
+        let mut decision = self.decide(&request, false)?;
         let mut report = MutationReport {
             status: Status::Denied,
             action: action.to_string(),
@@ -334,6 +544,7 @@ impl Guard {
             escalation: None,
             result: None,
             verified: None,
+            outcome: None,
         };
         match decision.outcome {
             Outcome::Deny => {
@@ -371,10 +582,7 @@ impl Guard {
                     return Ok(report);
                 }
                 // re-authorise with escalations lifted: hard rules still hold
-                let approved = self
-                    .engine
-                    .decide_approved(&request)
-                    .map_err(|e| ToolError::Internal(e.to_string()))?;
+                let approved = self.decide(&request, true)?;
                 if approved.outcome == Outcome::Deny {
                     report.decision = approved;
                     self.record_decision(caller, &report)?;
@@ -385,17 +593,49 @@ impl Guard {
             }
             Outcome::Allow => {}
         }
+        // the change's ledger entry goes out in the same write as the change
+        plan.entry = Some(ledger::Entry {
+            t: now,
+            a: action.to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            human: report.approval.is_some(),
+            from: report.facts.replicas.as_ref().map(|r| r.current),
+            to: report.facts.replicas.as_ref().map(|r| r.requested),
+        });
         // the decision is on record before anything changes
         self.record_decision(caller, &report)?;
         // 5. apply
         let writer = cluster.writer(&GuardToken(()));
-        let result = m.apply(&writer, &plan, dry_run).await?;
+        let applied =
+            tokio::time::timeout(self.config.apply_timeout, m.apply(&writer, &plan, dry_run))
+                .await
+                .unwrap_or_else(|_| Err(ToolError::Timeout(self.config.apply_timeout.as_secs())));
+        let result = match applied {
+            Ok(result) => result,
+            Err(e) if dry_run || !outcome::is_ambiguous(&e) => return Err(e),
+            Err(e) => {
+                // the answer was lost, not refused: find out what the cluster did
+                let landed = m.landed(cluster, &plan).await;
+                report.outcome = Some(format!("the API's answer was lost ({e}); {landed}"));
+                match landed {
+                    Landed::Applied => {}
+                    Landed::NotApplied => {
+                        report.status = Status::NotApplied;
+                        return Ok(report);
+                    }
+                    Landed::Unknown(_) => {
+                        report.status = Status::Unknown;
+                        return Ok(report);
+                    }
+                }
+                json!({"answer_lost": e.to_string()})
+            }
+        };
         report.result = Some(result);
         if dry_run {
             report.status = Status::DryRun;
             return Ok(report);
         }
-        self.history.record(history::key(&plan.target), action);
         // 6. verify
         report.status = Status::Applied;
         report.verified = Some(match m.verify(cluster, &plan).await {

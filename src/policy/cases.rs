@@ -91,6 +91,16 @@ pub fn case_facts(case: &Case, defaults: &Value) -> Result<Facts, String> {
                 .or_insert(Value::from(DEFAULT_REPLICA_CEILING));
         }
     }
+    // no earlier change in the window unless the case says so: the hour's range is `current`
+    if let Some(o) = v.get_mut("replicas").and_then(Value::as_object_mut) {
+        let current = o.get("current").cloned().unwrap_or(Value::Null);
+        for key in ["low_last_hour", "high_last_hour"] {
+            o.entry(key).or_insert(current.clone());
+        }
+    }
+    if let Some(o) = v.get_mut("hpa").and_then(Value::as_object_mut) {
+        o.entry("target_kind").or_insert(Value::from("Deployment"));
+    }
     serde_json::from_value(v)
         .map_err(|e| format!("facts of case {:?} are not valid: {e}", case.name))
 }

@@ -39,6 +39,25 @@ pub struct ReplicaFacts {
     pub requested: i64,
     /// Configured ceiling.
     pub ceiling: i64,
+    /// Lowest replica count of the target over the last hour, now included (from the
+    /// change ledger kept on the object): bounds a staircase of small steps up.
+    pub low_last_hour: i64,
+    /// Highest replica count of the target over the last hour, now included: bounds a
+    /// staircase of small steps down.
+    pub high_last_hour: i64,
+}
+
+impl ReplicaFacts {
+    /// Facts of a change from `current` to `requested` with no earlier change in the window.
+    pub fn new(current: i64, requested: i64) -> Self {
+        Self {
+            current,
+            requested,
+            ceiling: 0,
+            low_last_hour: current,
+            high_last_hour: current,
+        }
+    }
 }
 
 /// Serving replicas an action takes down, out of the workload's total.
@@ -59,7 +78,8 @@ pub struct PodFacts {
     pub phase: String,
     /// Waiting reason of a container ("" when none waits).
     pub waiting_reason: String,
-    /// Highest restart count among the containers.
+    /// Restarts of the waiting container the waiting reason is taken from (a crash-looping
+    /// container's own count, not a sidecar's); the highest count when none waits.
     pub restart_count: i64,
     /// Whether the pod mounts a PersistentVolumeClaim.
     pub mounts_pvc: bool,
@@ -99,6 +119,22 @@ pub struct HpaFacts {
     pub requested_max: i64,
     /// Configured replica ceiling.
     pub ceiling: i64,
+    /// Kind of the workload the HPA scales (Deployment, StatefulSet, …).
+    pub target_kind: String,
+}
+
+/// CPU and memory a capacity reservation holds, in total over all its placeholder pods.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationFacts {
+    /// Millicores reserved now.
+    pub cpu_millis_before: i64,
+    /// Millicores reserved after the change.
+    pub cpu_millis_after: i64,
+    /// MiB of memory reserved now.
+    pub memory_mib_before: i64,
+    /// MiB of memory reserved after the change.
+    pub memory_mib_after: i64,
 }
 
 /// A rollback.
@@ -129,6 +165,17 @@ pub struct Facts {
     pub dry_run: bool,
     /// Mutations of the same target in the last hour, before this one.
     pub mutations_last_hour: i64,
+    /// Every namespace the action changes something in: the target's, and that of every pod
+    /// it deletes or evicts.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Kinds of the workloads the action changes or disrupts: the target's own kind, an
+    /// HPA's target, the controllers of the pods it deletes or evicts.
+    #[serde(default)]
+    pub workload_kinds: Vec<String>,
+    /// Pods the action deletes or evicts that no existing controller would recreate.
+    #[serde(default)]
+    pub unrecreated_pods: i64,
     /// Scaling facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<ReplicaFacts>,
@@ -147,6 +194,9 @@ pub struct Facts {
     /// Rollback facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutFacts>,
+    /// Capacity reservation facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<ReservationFacts>,
 }
 
 impl Facts {
@@ -158,12 +208,16 @@ impl Facts {
             namespace: namespace.to_string(),
             dry_run: false,
             mutations_last_hour: 0,
+            namespaces: Vec::new(),
+            workload_kinds: Vec::new(),
+            unrecreated_pods: 0,
             replicas: None,
             affected: None,
             pod: None,
             node: None,
             hpa: None,
             rollout: None,
+            reservation: None,
         }
     }
 }

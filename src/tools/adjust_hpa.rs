@@ -1,5 +1,6 @@
 //! `adjust_hpa`: change a HorizontalPodAutoscaler's minReplicas and/or maxReplicas.
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Patch, PatchParams};
 use schemars::JsonSchema;
@@ -11,8 +12,8 @@ use super::scale_deployment::MAX_REPLICAS_ARG;
 use super::{Tool, ToolContext};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
-use crate::policy::facts::HpaFacts;
+use crate::guard::{Change, Mutation, MutationReport, Plan, Scope};
+use crate::policy::facts::{AffectedFacts, HpaFacts, ReplicaFacts};
 use crate::policy::{Facts, Target};
 
 /// Arguments of `adjust_hpa`.
@@ -39,18 +40,71 @@ pub struct AdjustHpa;
 
 struct Adjust(Args);
 
+/// New bounds, for the apply step.
+struct Bounds {
+    min: i64,
+    max: i64,
+}
+
+/// Replicas the HPA's target runs now: its spec (what the HPA last set), else the HPA's
+/// own status; and the target's kind as the HPA names it.
+async fn target_replicas(
+    cluster: &Cluster,
+    namespace: &str,
+    hpa: &HorizontalPodAutoscaler,
+) -> Result<(String, i64), ToolError> {
+    let r = &hpa
+        .spec
+        .as_ref()
+        .map(|s| s.scale_target_ref.clone())
+        .unwrap_or_default();
+    let from_status = || {
+        hpa.status
+            .as_ref()
+            .and_then(|s| s.current_replicas)
+            .map_or(0, i64::from)
+    };
+    let what = || format!("reading the HPA's target {} {namespace}/{}", r.kind, r.name);
+    let spec_replicas = match r.kind.as_str() {
+        "Deployment" => cluster
+            .api::<Deployment>(Some(namespace))
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| ToolError::from_kube(what(), e))?
+            .and_then(|d| d.spec.and_then(|s| s.replicas)),
+        "StatefulSet" => cluster
+            .api::<StatefulSet>(Some(namespace))
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| ToolError::from_kube(what(), e))?
+            .and_then(|d| d.spec.and_then(|s| s.replicas)),
+        "ReplicaSet" => cluster
+            .api::<ReplicaSet>(Some(namespace))
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| ToolError::from_kube(what(), e))?
+            .and_then(|d| d.spec.and_then(|s| s.replicas)),
+        _ => None,
+    };
+    Ok((
+        r.kind.clone(),
+        spec_replicas.map_or_else(from_status, i64::from),
+    ))
+}
+
 impl Mutation for Adjust {
+    type State = Bounds;
     fn action(&self) -> &'static str {
         "adjust_hpa"
     }
-    fn namespace(&self) -> Option<&str> {
-        Some(&self.0.namespace)
+    fn scope(&self) -> Scope<'_> {
+        Scope::Namespaced(&self.0.namespace)
     }
     fn dry_run(&self) -> bool {
         self.0.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<Bounds>, ToolError> {
         let a = &self.0;
         let hpa = cluster
             .get_in::<HorizontalPodAutoscaler>(
@@ -89,6 +143,21 @@ impl Mutation for Adjust {
                 after: json!(new_max),
             });
         }
+        // The change's effect on the running replicas is what the replica rules judge: an HPA
+        // brings its target within the new bounds, so lowering min and max together is a
+        // scale-down as surely as scale_deployment's.
+        let (target_kind, running) = target_replicas(cluster, &a.namespace, &hpa).await?;
+        let effective = running.clamp(new_min, new_max);
+        if effective != running {
+            changes.push(Change {
+                field: format!(
+                    "{target_kind} {} replicas (through the HPA)",
+                    spec.scale_target_ref.name
+                ),
+                before: json!(running),
+                after: json!(effective),
+            });
+        }
         let mut facts = Facts::new(self.action(), &a.namespace, &[]);
         facts.hpa = Some(HpaFacts {
             current_min: cur_min,
@@ -96,28 +165,48 @@ impl Mutation for Adjust {
             requested_min: new_min,
             requested_max: new_max,
             ceiling: 0,
+            target_kind: target_kind.clone(),
         });
-        Ok(Plan {
-            target: Target {
-                kind: "HorizontalPodAutoscaler".into(),
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                labels: hpa.metadata.labels.clone().unwrap_or_default(),
-            },
-            changes,
+        facts.replicas = Some(ReplicaFacts::new(running, effective));
+        facts.affected = Some(AffectedFacts {
+            pods: (running - effective).max(0),
+            total: running,
+        });
+        facts.workload_kinds.push(target_kind.clone());
+        let target = Target {
+            kind: "HorizontalPodAutoscaler".into(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            labels: hpa.metadata.labels.clone().unwrap_or_default(),
+        };
+        let summary = format!(
+            "min {cur_min} → {new_min}, max {cur_max} → {new_max}; {target_kind} {} replicas {running} → {effective}",
+            spec.scale_target_ref.name
+        );
+        Ok(Plan::new(
+            target,
             facts,
-            summary: format!("min {cur_min} → {new_min}, max {cur_max} → {new_max}"),
-            resource_version: hpa.metadata.resource_version.clone(),
-            state: json!({"min": new_min, "max": new_max}),
-        })
+            summary,
+            Bounds {
+                min: new_min,
+                max: new_max,
+            },
+        )
+        .with_changes(changes)
+        .with_meta(&hpa.metadata))
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<Bounds>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let a = &self.0;
         let mut spec = Map::new();
-        spec.insert("minReplicas".into(), plan.state["min"].clone());
-        spec.insert("maxReplicas".into(), plan.state["max"].clone());
-        let patch = json!({"metadata": {"resourceVersion": plan.resource_version}, "spec": spec});
+        spec.insert("minReplicas".into(), json!(plan.state.min));
+        spec.insert("maxReplicas".into(), json!(plan.state.max));
+        let patch = json!({"metadata": plan.metadata_patch(), "spec": spec});
         let pp = PatchParams {
             dry_run,
             ..Default::default()
@@ -135,7 +224,7 @@ impl Mutation for Adjust {
         )
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, _plan: &Plan<Bounds>) -> Result<Value, ToolError> {
         let a = &self.0;
         let hpa = cluster
             .api::<HorizontalPodAutoscaler>(Some(&a.namespace))

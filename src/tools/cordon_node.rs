@@ -11,7 +11,7 @@ use super::{Tool, ToolContext};
 use crate::cluster::facts::node_facts;
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
+use crate::guard::{Change, Mutation, MutationReport, Plan, Scope};
 use crate::policy::{Facts, Target};
 
 /// Arguments of `cordon_node` and `uncordon_node`.
@@ -32,35 +32,24 @@ pub(crate) struct SetSchedulable {
 }
 
 impl SetSchedulable {
-    /// The whole of `cordon_node` / `uncordon_node`: refuse on a namespace-scoped server,
-    /// check the name, then plan → decide → apply through the guard.
+    /// The whole of `cordon_node` / `uncordon_node`: check the name, then plan → decide →
+    /// apply through the guard (which refuses a node on a namespace-scoped server).
     pub(crate) async fn run(self, ctx: &ToolContext) -> Result<MutationReport, ToolError> {
-        refuse_when_scoped(ctx, self.action())?;
         check_name("name", &self.args.name)?;
         ctx.guard()?.run(&ctx.cluster, &ctx.caller, &self).await
     }
 }
 
-/// Node mutations touch pods of every namespace: a namespace-scoped server refuses them.
-pub(crate) fn refuse_when_scoped(ctx: &ToolContext, tool: &str) -> Result<(), ToolError> {
-    if let Some(scope) = &ctx.scope {
-        return Err(ToolError::Refused(format!(
-            "{tool} acts on a whole node, beyond this server's namespaces ({}); run it from a server without --namespaces",
-            scope.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// Patch a node's `spec.unschedulable`, with the plan's resourceVersion as precondition.
+/// Patch a node's `spec.unschedulable`, with `metadata` from the plan (its resourceVersion
+/// as precondition, and the change ledger).
 pub(crate) async fn set_unschedulable(
     writer: &Writer,
     name: &str,
-    rv: Option<&String>,
+    metadata: Value,
     value: bool,
     dry_run: bool,
 ) -> Result<Value, ToolError> {
-    let patch = json!({"metadata": {"resourceVersion": rv}, "spec": {"unschedulable": if value { json!(true) } else { Value::Null }}});
+    let patch = json!({"metadata": metadata, "spec": {"unschedulable": if value { json!(true) } else { Value::Null }}});
     let pp = PatchParams {
         dry_run,
         ..Default::default()
@@ -84,6 +73,7 @@ pub(crate) async fn set_unschedulable(
 }
 
 impl Mutation for SetSchedulable {
+    type State = ();
     fn action(&self) -> &'static str {
         if self.unschedulable {
             "cordon_node"
@@ -91,14 +81,14 @@ impl Mutation for SetSchedulable {
             "uncordon_node"
         }
     }
-    fn namespace(&self) -> Option<&str> {
-        None
+    fn scope(&self) -> Scope<'_> {
+        Scope::Cluster
     }
     fn dry_run(&self) -> bool {
         self.args.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<()>, ToolError> {
         let name = &self.args.name;
         let (node, node_f, _) = node_facts(cluster, name).await?;
         let now = node
@@ -117,54 +107,58 @@ impl Mutation for SetSchedulable {
         .map(|(n, _)| n)
         .collect();
         facts.node = Some(node_f);
-        Ok(Plan {
-            target: Target {
-                kind: "Node".into(),
-                namespace: String::new(),
-                name: name.clone(),
-                labels: node.metadata.labels.clone().unwrap_or_default(),
+        let target = Target {
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: name.clone(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+        };
+        // a cordon evicts nothing: running pods keep running, so its facts name no pods
+        // (a drain is judged on every pod it evicts)
+        let summary = format!(
+            "{} node {name}{}{}",
+            if self.unschedulable {
+                "cordon"
+            } else {
+                "uncordon"
             },
-            changes: vec![Change {
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", problems.join(", "))
+            },
+            if now == self.unschedulable {
+                " — already in that state"
+            } else {
+                ""
+            }
+        );
+        Ok(Plan::new(target, facts, summary, ())
+            .with_changes(vec![Change {
                 field: "spec.unschedulable".into(),
                 before: json!(now),
                 after: json!(self.unschedulable),
-            }],
-            facts,
-            summary: format!(
-                "{} node {name}{}{}",
-                if self.unschedulable {
-                    "cordon"
-                } else {
-                    "uncordon"
-                },
-                if problems.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", problems.join(", "))
-                },
-                if now == self.unschedulable {
-                    " — already in that state"
-                } else {
-                    ""
-                }
-            ),
-            resource_version: node.metadata.resource_version.clone(),
-            state: Value::Null,
-        })
+            }])
+            .with_meta(&node.metadata))
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<()>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         set_unschedulable(
             writer,
             &self.args.name,
-            plan.resource_version.as_ref(),
+            plan.metadata_patch(),
             self.unschedulable,
             dry_run,
         )
         .await
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, _plan: &Plan<()>) -> Result<Value, ToolError> {
         let node = cluster
             .cluster_api::<Node>()
             .get(&self.args.name)

@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::common::check_name;
-use super::cordon_node::{refuse_when_scoped, set_unschedulable};
+use super::cordon_node::set_unschedulable;
 use super::{Tool, ToolContext};
-use crate::cluster::facts::{mounts_pvc, node_facts};
+use crate::cluster::facts::{disruption, node_facts};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
+use crate::guard::{Change, Landed, Mutation, MutationReport, Plan, Scope};
 use crate::policy::{Facts, Target};
 
 /// Arguments of `drain_node`.
@@ -33,24 +33,49 @@ pub struct DrainNode;
 
 struct Drain(Args);
 
+/// A pod the drain evicts: where it is, and its uid (an eviction's precondition, and how a
+/// replacement of the same name is told apart when reading back).
+struct Evictee {
+    namespace: String,
+    name: String,
+    uid: Option<String>,
+}
+
+/// Longest one eviction may wait for the API's answer before its pod is read back.
+const EVICTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the pod an eviction was sent for is gone (or on its way out).
+async fn evicted(cluster: &Cluster, p: &Evictee) -> Result<bool, ToolError> {
+    let now = cluster
+        .api::<Pod>(Some(&p.namespace))
+        .get_opt(&p.name)
+        .await
+        .map_err(|e| {
+            ToolError::from_kube(format!("reading pod {}/{} back", p.namespace, p.name), e)
+        })?;
+    Ok(match now {
+        None => true,
+        Some(pod) => pod.metadata.uid != p.uid || pod.metadata.deletion_timestamp.is_some(),
+    })
+}
+
 impl Mutation for Drain {
+    type State = Vec<Evictee>;
     fn action(&self) -> &'static str {
         "drain_node"
     }
-    fn namespace(&self) -> Option<&str> {
-        None
+    fn scope(&self) -> Scope<'_> {
+        Scope::Cluster
     }
     fn dry_run(&self) -> bool {
         self.0.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<Vec<Evictee>>, ToolError> {
         let name = &self.0.name;
         let (node, node_f, pods) = node_facts(cluster, name).await?;
-        let listed: Vec<Value> = pods
-            .iter()
-            .map(|p| json!({"namespace": p.metadata.namespace, "name": p.metadata.name, "mounts_pvc": mounts_pvc(p)}))
-            .collect();
+        // what the evictions take away, workload by workload: the rules see the worst
+        let d = disruption(cluster, &pods).await?;
         let names: Vec<String> = pods
             .iter()
             .map(|p| {
@@ -62,24 +87,42 @@ impl Mutation for Drain {
             })
             .collect();
         let summary = format!(
-            "cordon node {name} and evict {} pod(s){}",
+            "cordon node {name} and evict {} pod(s) in {} namespace(s){}{}",
             names.len(),
+            d.namespaces.len(),
             if node_f.hosts_pvc_pods {
                 ", some with PersistentVolumeClaims"
             } else {
                 ""
+            },
+            if d.unrecreated > 0 {
+                format!(", {} that nothing would recreate", d.unrecreated)
+            } else {
+                String::new()
             }
         );
         let mut facts = Facts::new(self.action(), "", &[]);
         facts.node = Some(node_f);
-        Ok(Plan {
-            target: Target {
-                kind: "Node".into(),
-                namespace: String::new(),
-                name: name.clone(),
-                labels: node.metadata.labels.clone().unwrap_or_default(),
-            },
-            changes: vec![
+        facts.namespaces = d.namespaces.clone();
+        facts.workload_kinds = d.workload_kinds.clone();
+        facts.unrecreated_pods = d.unrecreated;
+        facts.affected = d.worst.clone();
+        let evictees = pods
+            .iter()
+            .map(|p| Evictee {
+                namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                name: p.metadata.name.clone().unwrap_or_default(),
+                uid: p.metadata.uid.clone(),
+            })
+            .collect();
+        let target = Target {
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: name.clone(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+        };
+        Ok(Plan::new(target, facts, summary, evictees)
+            .with_changes(vec![
                 Change {
                     field: "spec.unschedulable".into(),
                     before: json!(
@@ -95,27 +138,35 @@ impl Mutation for Drain {
                     before: json!(names),
                     after: json!("evicted (rescheduled by their controllers elsewhere)"),
                 },
-            ],
-            facts,
-            summary,
-            resource_version: node.metadata.resource_version.clone(),
-            state: json!({"pods": listed}),
-        })
+                Change {
+                    field: "workloads disrupted (ready pods evicted of ready total)".into(),
+                    before: json!(d.per_workload),
+                    after: Value::Null,
+                },
+            ])
+            .with_meta(&node.metadata))
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<Vec<Evictee>>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let name = &self.0.name;
-        let cordon =
-            set_unschedulable(writer, name, plan.resource_version.as_ref(), true, dry_run).await?;
-        let mut evicted = Vec::new();
+        let cordon = set_unschedulable(writer, name, plan.metadata_patch(), true, dry_run).await?;
+        let mut evicted_pods = Vec::new();
         let mut not_evicted = Vec::new();
-        for p in plan.state["pods"].as_array().into_iter().flatten() {
-            let (Some(ns), Some(pod)) = (p["namespace"].as_str(), p["name"].as_str()) else {
-                continue;
-            };
+        let mut unknown = Vec::new();
+        for p in &plan.state {
+            let (ns, pod) = (p.namespace.as_str(), p.name.as_str());
             let ep = EvictParams {
                 delete_options: Some(DeleteParams {
                     dry_run,
+                    preconditions: p.uid.clone().map(|uid| kube::api::Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
                     ..Default::default()
                 }),
                 post_options: PostParams {
@@ -123,27 +174,49 @@ impl Mutation for Drain {
                     ..Default::default()
                 },
             };
-            match writer.evictions(ns).evict(pod, &ep).await {
-                Ok(_) => evicted.push(format!("{ns}/{pod}")),
-                Err(kube::Error::Api(s)) if s.code == 429 => not_evicted.push(json!({
+            let sent =
+                tokio::time::timeout(EVICTION_TIMEOUT, writer.evictions(ns).evict(pod, &ep)).await;
+            match sent {
+                Ok(Ok(_)) => evicted_pods.push(format!("{ns}/{pod}")),
+                Ok(Err(kube::Error::Api(s))) if s.code == 429 => not_evicted.push(json!({
                     "pod": format!("{ns}/{pod}"),
                     "reason": "a PodDisruptionBudget does not allow this disruption now",
                     "detail": s.message,
                 })),
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    evicted.push(format!("{ns}/{pod} (already gone)"))
+                Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+                    evicted_pods.push(format!("{ns}/{pod} (already gone)"))
                 }
-                Err(e) => {
-                    not_evicted.push(json!({"pod": format!("{ns}/{pod}"), "reason": e.to_string()}))
+                Ok(Err(kube::Error::Api(s))) if s.code < 500 => not_evicted.push(
+                    json!({"pod": format!("{ns}/{pod}"), "reason": format!("{} ({})", s.message, s.code)}),
+                ),
+                // the answer was lost (timeout, reset, unreadable, 5xx): the pod decides
+                other => {
+                    let why = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {} s", EVICTION_TIMEOUT.as_secs()),
+                    };
+                    let cluster = writer.reader();
+                    match evicted(&cluster, p).await {
+                        Ok(true) if !dry_run => {
+                            evicted_pods.push(format!("{ns}/{pod} (answer lost: {why}; read back: gone)"))
+                        }
+                        Ok(_) if dry_run => unknown.push(json!({"pod": format!("{ns}/{pod}"), "reason": why})),
+                        Ok(_) => not_evicted.push(json!({"pod": format!("{ns}/{pod}"), "reason": format!("answer lost ({why}); read back: still running")})),
+                        Err(e) => unknown.push(json!({"pod": format!("{ns}/{pod}"), "reason": format!("answer lost ({why}); reading back failed: {e}")})),
+                    }
                 }
             }
         }
         Ok(
-            json!({"cordon": cordon, "evicted": evicted, "not_evicted": not_evicted, "dry_run": dry_run}),
+            json!({"cordon": cordon, "evicted": evicted_pods, "not_evicted": not_evicted, "unknown": unknown, "dry_run": dry_run}),
         )
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(
+        &self,
+        cluster: &Cluster,
+        _plan: &Plan<Vec<Evictee>>,
+    ) -> Result<Value, ToolError> {
         let name = &self.0.name;
         let node = cluster
             .cluster_api::<Node>()
@@ -169,6 +242,37 @@ impl Mutation for Drain {
             json!({"unschedulable": node.spec.and_then(|s| s.unschedulable).unwrap_or(false), "pods_left": remaining}),
         )
     }
+
+    async fn landed(&self, cluster: &Cluster, plan: &Plan<Vec<Evictee>>) -> Landed {
+        // the drain ran out of time part-way: say how far it got
+        let cordoned = match cluster.cluster_api::<Node>().get_opt(&self.0.name).await {
+            Ok(Some(n)) => n
+                .spec
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false)
+                .to_string(),
+            Ok(None) => "the node is gone".into(),
+            Err(e) => format!("unknown (reading the node failed: {e})"),
+        };
+        let (mut gone, mut left, mut unread) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &plan.state {
+            let id = format!("{}/{}", p.namespace, p.name);
+            match evicted(cluster, p).await {
+                Ok(true) => gone.push(id),
+                Ok(false) => left.push(id),
+                Err(_) => unread.push(id),
+            }
+        }
+        if cordoned == "true" && left.is_empty() && unread.is_empty() {
+            return Landed::Applied;
+        }
+        Landed::Unknown(format!(
+            "partial drain — cordoned: {cordoned}; evicted so far: [{}]; still on the node: [{}]; could not be read: [{}]; call drain_node again to finish, or uncordon_node to undo the cordon",
+            gone.join(", "),
+            left.join(", "),
+            unread.join(", ")
+        ))
+    }
 }
 
 impl Tool for DrainNode {
@@ -182,7 +286,6 @@ impl Tool for DrainNode {
     type Output = MutationReport;
 
     async fn run(ctx: ToolContext, args: Args) -> Result<MutationReport, ToolError> {
-        refuse_when_scoped(&ctx, Self::NAME)?;
         check_name("name", &args.name)?;
         ctx.guard()?
             .run(&ctx.cluster, &ctx.caller, &Drain(args))

@@ -16,8 +16,8 @@ use super::{Tool, ToolContext};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
 use crate::forecast::rightsizing::{parse_cpu, parse_memory};
-use crate::guard::{Change, Mutation, MutationReport, Plan};
-use crate::policy::facts::{AffectedFacts, ReplicaFacts};
+use crate::guard::{Change, Mutation, MutationReport, Plan, Scope};
+use crate::policy::facts::{AffectedFacts, ReplicaFacts, ReservationFacts};
 use crate::policy::{Facts, Target};
 
 /// The priority class placeholders run with: below every real workload (whose default is 0).
@@ -91,19 +91,83 @@ fn placeholder(r: &Reserve) -> Value {
     })
 }
 
+/// Whether the placeholder Deployment exists (patch) or not (create).
+struct Existing(bool);
+
+/// Per placeholder pod: (millicores, MiB) of the existing Deployment's pause container.
+fn per_pod(d: &Deployment) -> (i64, i64) {
+    let requests = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    let get = |k: &str| requests.and_then(|r| r.get(k)).map(|q| q.0.clone());
+    (
+        get("cpu").and_then(|c| parse_cpu(&c)).map_or(0, millis),
+        get("memory").and_then(|m| parse_memory(&m)).map_or(0, mib),
+    )
+}
+
+/// Cores → millicores, bounded so the policies' arithmetic cannot overflow.
+fn millis(cores: f64) -> i64 {
+    (cores * 1000.0).round().clamp(0.0, 1e12) as i64
+}
+
+/// Bytes → MiB (rounded up), bounded likewise.
+fn mib(bytes: f64) -> i64 {
+    (bytes / (1024.0 * 1024.0)).ceil().clamp(0.0, 1e12) as i64
+}
+
+/// Refuse a PriorityClass of the placeholders' name that this server did not create, or
+/// one whose value was changed: a name proves nothing, the label and the value do.
+async fn check_priority_class(cluster: &Cluster) -> Result<(), ToolError> {
+    let pc = cluster
+        .cluster_api::<PriorityClass>()
+        .get_opt(PRIORITY_CLASS)
+        .await
+        .map_err(|e| ToolError::from_kube("reading the placeholder PriorityClass", e))?;
+    let Some(pc) = pc else {
+        return Ok(());
+    };
+    let managed = pc
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .map(String::as_str)
+        == Some(MANAGED_BY);
+    if !managed {
+        return Err(ToolError::Refused(format!(
+            "a PriorityClass named {PRIORITY_CLASS} exists that this server did not create (no label app.kubernetes.io/managed-by={MANAGED_BY}; its value is {}); placeholders would run with its priority, so nothing is done — delete or rename it, or ask its owner",
+            pc.value
+        )));
+    }
+    if pc.value != PRIORITY {
+        return Err(ToolError::Refused(format!(
+            "the PriorityClass {PRIORITY_CLASS} has value {} where this server set {PRIORITY}; placeholders with that priority could pre-empt real pods, so nothing is done — restore its value to {PRIORITY} or delete it",
+            pc.value
+        )));
+    }
+    Ok(())
+}
+
 impl Mutation for Reserve {
+    type State = Existing;
     fn action(&self) -> &'static str {
         "reserve_capacity"
     }
-    fn namespace(&self) -> Option<&str> {
-        Some(&self.namespace)
+    fn scope(&self) -> Scope<'_> {
+        Scope::Namespaced(&self.namespace)
     }
     fn dry_run(&self) -> bool {
         self.args.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<Existing>, ToolError> {
         cluster.ensure_namespace(&self.namespace).await?;
+        check_priority_class(cluster).await?;
         let existing = cluster
             .api::<Deployment>(Some(&self.namespace))
             .get_opt(&self.name)
@@ -133,50 +197,72 @@ impl Mutation for Reserve {
             .as_ref()
             .and_then(|d| d.spec.as_ref().and_then(|s| s.replicas))
             .map_or(0, i64::from);
+        // the true before: what the existing placeholders hold, not the size asked for now
+        let (cpu_before, mem_before) = existing.as_ref().map_or((0, 0), per_pod);
+        let (cpu_after, mem_after) = (
+            parse_cpu(&self.cpu).map_or(0, millis),
+            parse_memory(&self.memory).map_or(0, mib),
+        );
         let mut facts = Facts::new(self.action(), &self.namespace, &[]);
-        facts.replicas = Some(ReplicaFacts {
-            current,
-            requested: self.args.replicas,
-            ceiling: 0,
-        });
+        facts.replicas = Some(ReplicaFacts::new(current, self.args.replicas));
         // placeholders serve nothing: removing them takes no capacity from any workload
         facts.affected = Some(AffectedFacts {
             pods: 0,
             total: current.max(1),
         });
-        let reserved = |n: i64| format!("{n} × ({} CPU, {} memory)", self.cpu, self.memory);
-        Ok(Plan {
-            target: Target {
-                kind: "Deployment".into(),
-                namespace: self.namespace.clone(),
-                name: self.name.clone(),
-                labels: Default::default(),
+        facts.reservation = Some(ReservationFacts {
+            cpu_millis_before: cpu_before.saturating_mul(current),
+            cpu_millis_after: cpu_after.saturating_mul(self.args.replicas),
+            memory_mib_before: mem_before.saturating_mul(current),
+            memory_mib_after: mem_after.saturating_mul(self.args.replicas),
+        });
+        let reserved = |n: i64, cpu: i64, mem: i64| {
+            format!(
+                "{n} × ({}m CPU, {mem}Mi memory) = {}m CPU, {}Mi memory",
+                cpu,
+                cpu.saturating_mul(n),
+                mem.saturating_mul(n)
+            )
+        };
+        let target = Target {
+            kind: "Deployment".into(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            labels: Default::default(),
+        };
+        let summary = format!(
+            "{} placeholders {current} → {} ({} CPU, {} memory each, priority {PRIORITY}); reserved in total {}m → {}m CPU, {}Mi → {}Mi memory",
+            if existing.is_some() {
+                "resize"
+            } else {
+                "create"
             },
-            changes: vec![Change {
+            self.args.replicas,
+            self.cpu,
+            self.memory,
+            cpu_before.saturating_mul(current),
+            cpu_after.saturating_mul(self.args.replicas),
+            mem_before.saturating_mul(current),
+            mem_after.saturating_mul(self.args.replicas),
+        );
+        let mut plan = Plan::new(target, facts, summary, Existing(existing.is_some()))
+            .with_changes(vec![Change {
                 field: "placeholder pods".into(),
-                before: json!(reserved(current)),
-                after: json!(reserved(self.args.replicas)),
-            }],
-            facts,
-            summary: format!(
-                "{} placeholders {current} → {} ({} CPU, {} memory each, priority {PRIORITY})",
-                if existing.is_some() {
-                    "resize"
-                } else {
-                    "create"
-                },
-                self.args.replicas,
-                self.cpu,
-                self.memory
-            ),
-            resource_version: existing
-                .as_ref()
-                .and_then(|d| d.metadata.resource_version.clone()),
-            state: json!({"exists": existing.is_some()}),
-        })
+                before: json!(reserved(current, cpu_before, mem_before)),
+                after: json!(reserved(self.args.replicas, cpu_after, mem_after)),
+            }]);
+        if let Some(d) = &existing {
+            plan = plan.with_meta(&d.metadata);
+        }
+        Ok(plan)
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<Existing>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let pp = PostParams {
             dry_run,
             ..Default::default()
@@ -190,7 +276,10 @@ impl Mutation for Reserve {
             serde_json::from_value(pc).map_err(|e| ToolError::Internal(e.to_string()))?;
         match pcs.create(&pp, &pc).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            // created meanwhile by someone: it must still be ours, with our value
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                check_priority_class(&writer.reader()).await?
+            }
             Err(e) => {
                 return Err(ToolError::from_kube(
                     "creating the placeholder PriorityClass",
@@ -199,8 +288,12 @@ impl Mutation for Reserve {
             }
         }
         let api = writer.namespaced::<Deployment>(&self.namespace);
-        let body = placeholder(self);
-        let dep = if plan.state["exists"] == true {
+        let mut body = placeholder(self);
+        let meta = plan.metadata_patch();
+        if let Some(ann) = meta.get("annotations") {
+            body["metadata"]["annotations"] = ann.clone();
+        }
+        let dep = if plan.state.0 {
             let mut patch = body;
             patch["metadata"]["resourceVersion"] = json!(plan.resource_version);
             api.patch(
@@ -229,7 +322,7 @@ impl Mutation for Reserve {
         Ok(json!({"replicas": dep.spec.and_then(|s| s.replicas), "dry_run": dry_run}))
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, _plan: &Plan<Existing>) -> Result<Value, ToolError> {
         let d = cluster
             .api::<Deployment>(Some(&self.namespace))
             .get(&self.name)

@@ -11,7 +11,7 @@ use super::{Tool, ToolContext};
 use crate::cluster::facts::{controller_of, pod_facts};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
+use crate::guard::{Change, Landed, Mutation, MutationReport, Plan, Scope};
 use crate::policy::{Facts, Target};
 
 /// Arguments of `restart_pod`.
@@ -32,28 +32,43 @@ pub struct RestartPod;
 
 struct Restart(Args);
 
+/// What the apply and verify steps need: the pod's uid (a delete precondition, and how
+/// its replacement is told apart) and its controller's name.
+struct Victim {
+    uid: Option<String>,
+    owner_name: Option<String>,
+}
+
 impl Mutation for Restart {
+    type State = Victim;
     fn action(&self) -> &'static str {
         "restart_pod"
     }
-    fn namespace(&self) -> Option<&str> {
-        Some(&self.0.namespace)
+    fn scope(&self) -> Scope<'_> {
+        Scope::Namespaced(&self.0.namespace)
     }
     fn dry_run(&self) -> bool {
         self.0.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<Victim>, ToolError> {
         let a = &self.0;
         let pod = cluster
             .get_in::<Pod>(&a.namespace, &a.name, "pod", "see get_pod_status")
             .await?;
-        let (pod_f, affected) = pod_facts(cluster, &pod).await?;
-        let owner = controller_of(&pod.metadata)
-            .map(|(k, n)| format!("{k}/{n}"))
-            .unwrap_or_else(|| "none".into());
+        let (pod_f, affected, owner) = pod_facts(cluster, &pod).await?;
+        let owner_text = if owner.kind.is_empty() {
+            "no controller — nothing would recreate it".to_string()
+        } else if owner.recreates {
+            format!("owner {}/{} recreates it", owner.kind, owner.name)
+        } else {
+            format!(
+                "owner {}/{} does not exist (or wants no pods) — nothing would recreate it",
+                owner.kind, owner.name
+            )
+        };
         let summary = format!(
-            "delete pod {} ({}, {} restarts{}); owner {owner} {}",
+            "delete pod {} ({}, {} restarts{}); {owner_text}",
             a.name,
             if pod_f.waiting_reason.is_empty() {
                 pod_f.phase.clone()
@@ -66,41 +81,54 @@ impl Mutation for Restart {
             } else {
                 ""
             },
-            if pod_f.owner_kind.is_empty() {
-                "— nothing would recreate it"
-            } else {
-                "recreates it"
-            }
         );
         let mut facts = Facts::new(self.action(), &a.namespace, &[]);
+        if !owner.recreates {
+            facts.unrecreated_pods = 1;
+        }
+        // a StatefulSet's pod is a StatefulSet change: its identity and volume go with it
+        if !owner.kind.is_empty() {
+            facts.workload_kinds.push(owner.kind.clone());
+        }
         facts.pod = Some(pod_f);
         facts.affected = Some(affected);
-        Ok(Plan {
-            target: Target {
-                kind: "Pod".into(),
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                labels: pod.metadata.labels.clone().unwrap_or_default(),
-            },
-            changes: vec![Change {
-                field: "pod".into(),
-                before: json!(a.name),
-                after: json!("deleted; replaced by its controller"),
-            }],
-            facts,
-            summary,
-            resource_version: pod.metadata.resource_version.clone(),
-            state: json!({"uid": pod.metadata.uid, "owner": controller_of(&pod.metadata).map(|(k, n)| json!({"kind": k, "name": n}))}),
-        })
+        let target = Target {
+            kind: "Pod".into(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+        };
+        let after = if owner.recreates {
+            "deleted; replaced by its controller"
+        } else {
+            "deleted; NOT replaced (no controller would recreate it)"
+        };
+        let victim = Victim {
+            uid: pod.metadata.uid.clone(),
+            owner_name: owner.recreates.then(|| owner.name.clone()),
+        };
+        let mut plan = Plan::new(target, facts, summary, victim).with_changes(vec![Change {
+            field: "pod".into(),
+            before: json!(a.name),
+            after: json!(after),
+        }]);
+        // the pod is deleted, not written: no ledger to carry, only the preconditions
+        plan.resource_version = pod.metadata.resource_version.clone();
+        Ok(plan)
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<Victim>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let a = &self.0;
         let dp = DeleteParams {
             dry_run,
             preconditions: Some(Preconditions {
                 resource_version: plan.resource_version.clone(),
-                uid: plan.state["uid"].as_str().map(str::to_string),
+                uid: plan.state.uid.clone(),
             }),
             ..Default::default()
         };
@@ -114,40 +142,56 @@ impl Mutation for Restart {
         Ok(json!({"deleted": a.name, "dry_run": dry_run}))
     }
 
-    async fn verify(&self, cluster: &Cluster, plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, plan: &Plan<Victim>) -> Result<Value, ToolError> {
         let a = &self.0;
-        let owner_name = plan
-            .state
-            .pointer("/owner/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
         let pods = cluster
             .api::<Pod>(Some(&a.namespace))
             .list(&ListParams::default())
             .await
             .map_err(|e| ToolError::from_kube("listing pods", e))?;
-        let siblings: Vec<Value> = pods
-            .items
-            .iter()
-            .filter(|p| {
-                !owner_name.is_empty()
-                    && controller_of(&p.metadata).is_some_and(|(_, n)| n == owner_name)
-            })
-            .map(|p| {
-                json!({
-                    "name": p.metadata.name,
-                    "uid_changed": p.metadata.uid.as_deref() != plan.state["uid"].as_str(),
-                    "phase": p.status.as_ref().and_then(|s| s.phase.clone()),
-                    "ready": crate::cluster::facts::is_ready(p),
+        let uid = plan.state.uid.as_deref();
+        let siblings: Vec<Value> = match &plan.state.owner_name {
+            None => Vec::new(),
+            Some(owner_name) => pods
+                .items
+                .iter()
+                .filter(|p| controller_of(&p.metadata).is_some_and(|(_, n)| &n == owner_name))
+                .map(|p| {
+                    json!({
+                        "name": p.metadata.name,
+                        "uid_changed": p.metadata.uid.as_deref() != uid,
+                        "phase": p.status.as_ref().and_then(|s| s.phase.clone()),
+                        "ready": crate::cluster::facts::is_ready(p),
+                    })
                 })
-            })
-            .collect();
-        let old_gone = !pods
-            .items
-            .iter()
-            .any(|p| p.metadata.uid.as_deref() == plan.state["uid"].as_str());
+                .collect(),
+        };
+        let old_gone = !pods.items.iter().any(|p| p.metadata.uid.as_deref() == uid);
         Ok(json!({"old_pod_gone": old_gone, "owner_pods": siblings}))
+    }
+
+    async fn landed(&self, cluster: &Cluster, plan: &Plan<Victim>) -> Landed {
+        // a delete leaves no ledger entry: the pod with this uid is gone or it is not
+        let a = &self.0;
+        match cluster
+            .api::<Pod>(Some(&a.namespace))
+            .get_opt(&a.name)
+            .await
+        {
+            Ok(Some(p))
+                if p.metadata.uid == plan.state.uid && p.metadata.deletion_timestamp.is_none() =>
+            {
+                Landed::Unknown(format!(
+                    "pod {}/{} still exists; the delete may still be applied — check it with get_pod_status",
+                    a.namespace, a.name
+                ))
+            }
+            Ok(_) => Landed::Applied,
+            Err(e) => Landed::Unknown(format!(
+                "reading pod {}/{} back failed ({e}); check it with get_pod_status",
+                a.namespace, a.name
+            )),
+        }
     }
 }
 

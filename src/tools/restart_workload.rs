@@ -11,7 +11,7 @@ use super::common::{check_name, check_namespace, rollout_unavailable};
 use super::{Tool, ToolContext};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
+use crate::guard::{Change, Mutation, MutationReport, Plan, Scope};
 use crate::policy::facts::AffectedFacts;
 use crate::policy::{Facts, Target};
 
@@ -38,18 +38,22 @@ pub struct RestartWorkload;
 
 struct RolloutRestart(Args, &'static str);
 
+/// The restartedAt stamp the apply step writes.
+struct Stamp(String);
+
 impl Mutation for RolloutRestart {
+    type State = Stamp;
     fn action(&self) -> &'static str {
         "restart_workload"
     }
-    fn namespace(&self) -> Option<&str> {
-        Some(&self.0.namespace)
+    fn scope(&self) -> Scope<'_> {
+        Scope::Namespaced(&self.0.namespace)
     }
     fn dry_run(&self) -> bool {
         self.0.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<Stamp>, ToolError> {
         let (a, kind) = (&self.0, self.1);
         // replicas, pods down at once, metadata, current restart annotation
         let (replicas, down, meta, last) = match kind {
@@ -102,33 +106,35 @@ impl Mutation for RolloutRestart {
             total: replicas,
         });
         let now = jiff::Timestamp::now().to_string();
-        Ok(Plan {
-            target: Target {
-                kind: kind.into(),
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                labels: meta.labels.clone().unwrap_or_default(),
-            },
-            changes: vec![Change {
+        let target = Target {
+            kind: kind.into(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            labels: meta.labels.clone().unwrap_or_default(),
+        };
+        let summary = format!(
+            "rolling restart of {replicas} pod(s) of {kind} {}, {down} at a time",
+            a.name
+        );
+        Ok(Plan::new(target, facts, summary, Stamp(now.clone()))
+            .with_changes(vec![Change {
                 field: format!("spec.template.metadata.annotations[{RESTARTED_AT}]"),
                 before: json!(last),
                 after: json!(now),
-            }],
-            facts,
-            summary: format!(
-                "rolling restart of {replicas} pod(s) of {kind} {}, {down} at a time",
-                a.name
-            ),
-            resource_version: meta.resource_version.clone(),
-            state: json!({"restarted_at": now}),
-        })
+            }])
+            .with_meta(&meta))
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<Stamp>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let (a, kind) = (&self.0, self.1);
         let patch = Patch::Merge(json!({
-            "metadata": {"resourceVersion": plan.resource_version},
-            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: plan.state["restarted_at"]}}}}
+            "metadata": plan.metadata_patch(),
+            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: plan.state.0}}}}
         }));
         let pp = PatchParams {
             dry_run,
@@ -153,10 +159,10 @@ impl Mutation for RolloutRestart {
                 .map(|_| ()),
         }
         .map_err(|e| ToolError::from_kube(ctx, e))?;
-        Ok(json!({"restarted_at": plan.state["restarted_at"], "dry_run": dry_run}))
+        Ok(json!({"restarted_at": plan.state.0, "dry_run": dry_run}))
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, _plan: &Plan<Stamp>) -> Result<Value, ToolError> {
         let (a, kind) = (&self.0, self.1);
         if kind == "Deployment" {
             let d = cluster

@@ -12,9 +12,10 @@ use super::common::{
 };
 use super::get_rollout_history::owned_revisions;
 use super::{Tool, ToolContext};
+use crate::cluster::template_diff::{changes_line, template_changes};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
+use crate::guard::{Change, Mutation, MutationReport, Plan, Scope};
 use crate::policy::facts::{AffectedFacts, RolloutFacts};
 use crate::policy::{Facts, Target};
 
@@ -47,18 +48,25 @@ fn images(template: &Value) -> Value {
         .unwrap_or(Value::Array(vec![]))
 }
 
+/// The template patch and the revision it restores.
+struct Restore {
+    patch: Value,
+    target: i64,
+}
+
 impl Mutation for Undo {
+    type State = Restore;
     fn action(&self) -> &'static str {
         "rollback"
     }
-    fn namespace(&self) -> Option<&str> {
-        Some(&self.0.namespace)
+    fn scope(&self) -> Scope<'_> {
+        Scope::Namespaced(&self.0.namespace)
     }
     fn dry_run(&self) -> bool {
         self.0.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<Restore>, ToolError> {
         let a = &self.0;
         let dep = cluster
             .get_in::<Deployment>(&a.namespace, &a.name, "deployment", "see list_workloads")
@@ -112,47 +120,49 @@ impl Mutation for Undo {
             pods: rollout_unavailable(spec.strategy.as_ref(), replicas),
             total: replicas,
         });
-        Ok(Plan {
-            target: Target {
-                kind: "Deployment".into(),
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                labels: dep.metadata.labels.clone().unwrap_or_default(),
-            },
-            changes: vec![
-                Change {
-                    field: "spec.template (images)".into(),
-                    before: images(&current_template),
-                    after: images(&target_template),
-                },
-                Change {
-                    field: "revision".into(),
-                    before: json!(current),
-                    after: json!(format!(
-                        "{} (the template of revision {target})",
-                        current + 1
-                    )),
-                },
-            ],
-            facts,
-            summary: format!(
-                "revision {current} → revision {target} (images {} → {})",
-                images(&current_template),
-                images(&target_template)
-            ),
-            resource_version: dep.metadata.resource_version.clone(),
-            state: json!({"patch": merge_diff(&current_template, &target_template), "target": target}),
-        })
+        // every field of the pod template that differs, not only the images: a human
+        // approving a rollback must see a privileged flag or a new command
+        let mut changes = template_changes(&current_template, &target_template);
+        let diff_line = changes_line(&changes);
+        changes.push(Change {
+            field: "revision".into(),
+            before: json!(current),
+            after: json!(format!(
+                "{} (the template of revision {target})",
+                current + 1
+            )),
+        });
+        let target_obj = Target {
+            kind: "Deployment".into(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            labels: dep.metadata.labels.clone().unwrap_or_default(),
+        };
+        let summary = format!("revision {current} → revision {target} ({diff_line})");
+        let restore = Restore {
+            patch: merge_diff(&current_template, &target_template),
+            target,
+        };
+        Ok(Plan::new(target_obj, facts, summary, restore)
+            .with_changes(changes)
+            .with_meta(&dep.metadata))
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<Restore>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let a = &self.0;
+        let mut metadata = plan.metadata_patch();
+        metadata["annotations"]["kubernetes.io/change-cause"] = json!(format!(
+            "rollback to revision {} by eks-ops-mcp",
+            plan.state.target
+        ));
         let patch = json!({
-            "metadata": {
-                "resourceVersion": plan.resource_version,
-                "annotations": {"kubernetes.io/change-cause": format!("rollback to revision {} by eks-ops-mcp", plan.state["target"])}
-            },
-            "spec": {"template": plan.state["patch"].clone()}
+            "metadata": metadata,
+            "spec": {"template": plan.state.patch.clone()}
         });
         let pp = PatchParams {
             dry_run,
@@ -172,7 +182,7 @@ impl Mutation for Undo {
         Ok(json!({"images": images(&template), "dry_run": dry_run}))
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, _plan: &Plan<Restore>) -> Result<Value, ToolError> {
         let a = &self.0;
         let dep = cluster
             .api::<Deployment>(Some(&a.namespace))

@@ -11,7 +11,7 @@ use super::common::{check_name, check_namespace};
 use super::{Tool, ToolContext};
 use crate::cluster::{Cluster, Writer};
 use crate::error::ToolError;
-use crate::guard::{Change, Mutation, MutationReport, Plan};
+use crate::guard::{Change, Mutation, MutationReport, Plan, Scope};
 use crate::policy::facts::{AffectedFacts, ReplicaFacts};
 use crate::policy::{Facts, Target};
 
@@ -40,17 +40,18 @@ pub struct ScaleDeployment;
 pub(crate) struct Scale(pub(crate) Args);
 
 impl Mutation for Scale {
+    type State = ();
     fn action(&self) -> &'static str {
         "scale_deployment"
     }
-    fn namespace(&self) -> Option<&str> {
-        Some(&self.0.namespace)
+    fn scope(&self) -> Scope<'_> {
+        Scope::Namespaced(&self.0.namespace)
     }
     fn dry_run(&self) -> bool {
         self.0.dry_run
     }
 
-    async fn plan(&self, cluster: &Cluster) -> Result<Plan, ToolError> {
+    async fn plan(&self, cluster: &Cluster) -> Result<Plan<()>, ToolError> {
         let a = &self.0;
         let dep = cluster
             .get_in::<Deployment>(&a.namespace, &a.name, "deployment", "see list_workloads")
@@ -78,52 +79,55 @@ impl Mutation for Scale {
         }
         let current = i64::from(dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
         let mut facts = Facts::new(self.action(), &a.namespace, &[]);
-        facts.replicas = Some(ReplicaFacts {
-            current,
-            requested: a.replicas,
-            ceiling: 0,
-        });
+        facts.replicas = Some(ReplicaFacts::new(current, a.replicas));
         facts.affected = Some(AffectedFacts {
             pods: (current - a.replicas).max(0),
             total: current,
         });
-        Ok(Plan {
-            target: Target {
-                kind: "Deployment".into(),
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                labels: dep.metadata.labels.clone().unwrap_or_default(),
-            },
-            changes: vec![Change {
-                field: "spec.replicas".into(),
-                before: json!(current),
-                after: json!(a.replicas),
-            }],
+        let target = Target {
+            kind: "Deployment".into(),
+            namespace: a.namespace.clone(),
+            name: a.name.clone(),
+            labels: dep.metadata.labels.clone().unwrap_or_default(),
+        };
+        Ok(Plan::new(
+            target,
             facts,
-            summary: format!("replicas {current} → {}", a.replicas),
-            resource_version: dep.metadata.resource_version.clone(),
-            state: Value::Null,
-        })
+            format!("replicas {current} → {}", a.replicas),
+            (),
+        )
+        .with_changes(vec![Change {
+            field: "spec.replicas".into(),
+            before: json!(current),
+            after: json!(a.replicas),
+        }])
+        .with_meta(&dep.metadata))
     }
 
-    async fn apply(&self, writer: &Writer, plan: &Plan, dry_run: bool) -> Result<Value, ToolError> {
+    async fn apply(
+        &self,
+        writer: &Writer,
+        plan: &Plan<()>,
+        dry_run: bool,
+    ) -> Result<Value, ToolError> {
         let a = &self.0;
         let api = writer.namespaced::<Deployment>(&a.namespace);
-        let patch = json!({"metadata": {"resourceVersion": plan.resource_version}, "spec": {"replicas": a.replicas}});
+        // the Deployment itself, not its scale subresource: the change ledger rides along
+        let patch = json!({"metadata": plan.metadata_patch(), "spec": {"replicas": a.replicas}});
         let pp = PatchParams {
             dry_run,
             ..Default::default()
         };
-        let scale = api
-            .patch_scale(&a.name, &pp, &Patch::Merge(patch))
+        let dep = api
+            .patch(&a.name, &pp, &Patch::Merge(patch))
             .await
             .map_err(|e| {
                 ToolError::from_kube(format!("scaling deployment {}/{}", a.namespace, a.name), e)
             })?;
-        Ok(json!({"spec_replicas": scale.spec.and_then(|s| s.replicas), "dry_run": dry_run}))
+        Ok(json!({"spec_replicas": dep.spec.and_then(|s| s.replicas), "dry_run": dry_run}))
     }
 
-    async fn verify(&self, cluster: &Cluster, _plan: &Plan) -> Result<Value, ToolError> {
+    async fn verify(&self, cluster: &Cluster, _plan: &Plan<()>) -> Result<Value, ToolError> {
         let a = &self.0;
         let dep = cluster
             .api::<Deployment>(Some(&a.namespace))

@@ -4,6 +4,7 @@ mod cli;
 mod cloudwatch;
 mod fixture;
 mod forecast_tools;
+mod guard_hardening;
 mod kubeconfig;
 mod kubectl;
 mod metrics_tools;

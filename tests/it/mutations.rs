@@ -32,7 +32,7 @@ async fn allowed_scale_up_is_applied_and_verified() {
     );
     assert_eq!(
         v["facts"]["replicas"],
-        json!({"current": 4, "requested": 6, "ceiling": 100})
+        json!({"current": 4, "requested": 6, "ceiling": 100, "low_last_hour": 4, "high_last_hour": 4})
     );
     assert_eq!(v["verified"]["spec_replicas"], 6);
     assert_eq!(v["verified"]["ready_replicas"], 6);
@@ -323,14 +323,15 @@ async fn rollback_to_previous_is_automatic_and_produces_a_new_revision() {
         v["facts"]["rollout"],
         json!({"current_revision": 3, "previous_revision": 2, "target_revision": 2, "rollbacks_last_hour": 0})
     );
-    assert_eq!(
-        v["changes"][0]["before"],
-        json!(["public.ecr.aws/acme/checkout:1.4.0"])
-    );
-    assert_eq!(
-        v["changes"][0]["after"],
-        json!(["public.ecr.aws/acme/checkout:1.3.2"])
-    );
+    // every differing field of the pod template, the image among them
+    let image = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"].as_str().unwrap().ends_with("].image"))
+        .unwrap_or_else(|| panic!("no image change in {v}"));
+    assert_eq!(image["before"], "public.ecr.aws/acme/checkout:1.4.0");
+    assert_eq!(image["after"], "public.ecr.aws/acme/checkout:1.3.2");
     assert_eq!(v["verified"]["revision"], "4");
     assert_eq!(
         v["verified"]["images"],
@@ -550,7 +551,10 @@ async fn adjust_hpa_within_half_is_automatic() {
     assert_eq!(v["status"], "applied", "{v}");
     assert_eq!(
         v["changes"],
-        json!([{"field": "spec.minReplicas", "before": 3, "after": 4}])
+        json!([
+            {"field": "spec.minReplicas", "before": 3, "after": 4},
+            {"field": "Deployment payment-api replicas (through the HPA)", "before": 3, "after": 4}
+        ])
     );
     assert_eq!(v["verified"]["min_replicas"], 4);
     let hpa = f
@@ -667,7 +671,19 @@ async fn drain_escalates_for_volume_pods_and_evicts_through_the_eviction_api() {
         v["facts"]["node"]["pods_to_evict"], 3,
         "DaemonSet pod aws-node is left alone"
     );
-    assert_eq!(v["decision"]["policies"][0]["id"], "escalate-may-lose-data");
+    let ids = policy_ids(&v["decision"]["policies"]);
+    for want in [
+        "escalate-may-lose-data",
+        "escalate-statefulset",
+        "escalate-half-of-replicas",
+    ] {
+        assert!(ids.contains(&want), "{want} not in {ids:?}");
+    }
+    assert_eq!(v["facts"]["namespaces"], json!(["data", "payments"]));
+    assert_eq!(
+        v["facts"]["workload_kinds"],
+        json!(["ReplicaSet", "StatefulSet"])
+    );
     assert!(
         f.object("nodes", "", N2).await.unwrap()["spec"]
             .get("unschedulable")
@@ -828,4 +844,14 @@ async fn reserve_capacity_creates_low_priority_placeholders_through_the_guard() 
         .err("reserve_capacity", json!({"replicas": 1, "cpu": "lots"}))
         .await;
     assert!(e.contains("CPU quantity"), "{e}");
+}
+
+/// The ids of a list of deciding policies.
+fn policy_ids(policies: &Value) -> Vec<&str> {
+    policies
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str())
+        .collect()
 }
