@@ -194,6 +194,27 @@ impl Cluster {
     }
 }
 
+/// Objects asked of the API per page when listing.
+pub const LIST_PAGE: u32 = 500;
+
+/// Most objects one list may read: past this the call fails, asking for a narrower query.
+pub const LIST_CAP: usize = 10_000;
+
+/// The error of a list that matched more than [`LIST_CAP`] objects.
+fn too_many<K: Readable>(seen: usize) -> kube::Error {
+    let kind = K::kind(&());
+    kube::Error::Api(
+        kube::core::Status::failure(
+            &format!(
+                "more than {LIST_CAP} {kind} objects match ({seen} read before stopping); narrow the query with a namespace, a label selector or a field selector"
+            ),
+            "TooManyObjects",
+        )
+        .with_code(413)
+        .boxed(),
+    )
+}
+
 /// A read-only view of a typed API: get, list and (for pods) logs; nothing that writes.
 pub struct ReadApi<K>(Api<K>);
 
@@ -208,9 +229,29 @@ impl<K: Readable> ReadApi<K> {
         self.0.get(name).await
     }
 
-    /// List objects.
+    /// List objects, page by page ([`LIST_PAGE`] at a time), and at most [`LIST_CAP`] of
+    /// them: a cluster with a huge list costs bounded memory, every page is a point where the
+    /// call's time limit can stop the work, and too broad a query fails with a message that
+    /// says how to narrow it. A caller's own `limit` is one page, as the API defines it.
     pub async fn list(&self, lp: &ListParams) -> Result<ObjectList<K>, kube::Error> {
-        self.0.list(lp).await
+        if lp.limit.is_some() {
+            return self.0.list(lp).await;
+        }
+        let mut page = lp.clone().limit(LIST_PAGE);
+        let mut all = self.0.list(&page).await?;
+        while let Some(token) = all.metadata.continue_.clone().filter(|t| !t.is_empty()) {
+            if all.items.len() >= LIST_CAP {
+                return Err(too_many::<K>(all.items.len()));
+            }
+            page = page.continue_token(&token);
+            let next = self.0.list(&page).await?;
+            all.items.extend(next.items);
+            all.metadata = next.metadata;
+        }
+        if all.items.len() > LIST_CAP {
+            return Err(too_many::<K>(all.items.len()));
+        }
+        Ok(all)
     }
 }
 

@@ -706,3 +706,60 @@ async fn a_lost_change_is_not_applied_once_the_object_changed_otherwise() {
     assert_eq!(v["status"], "not_applied", "{v}");
     assert_eq!(replicas(&f, "shop", "checkout").await, 4, "nothing changed");
 }
+
+#[tokio::test]
+async fn lists_are_paged_and_capped() {
+    use k8s_openapi::api::core::v1::Pod;
+    let f = start_guarded().await;
+    let pod = |i: usize| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": format!("bulk-{i:05}"), "namespace": "bulk", "uid": format!("u-bulk-{i}")},
+               "spec": {"containers": [{"name": "c", "image": "x"}]},
+               "status": {"phase": "Pending"}})
+    };
+    {
+        let store = f.sandbox.store();
+        let mut s = store.write().await;
+        let rt = resources::find("", "v1", "pods").unwrap();
+        for i in 0..1_203 {
+            s.put(rt, "bulk", &format!("bulk-{i:05}"), pod(i));
+        }
+    }
+    let cluster = f.sandbox.cluster().unwrap();
+    let all = cluster
+        .api::<Pod>(Some("bulk"))
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1_203, "three pages, every pod once");
+    let names: std::collections::BTreeSet<_> =
+        all.items.iter().map(|p| p.metadata.name.clone()).collect();
+    assert_eq!(names.len(), 1_203);
+
+    {
+        let store = f.sandbox.store();
+        let mut s = store.write().await;
+        let rt = resources::find("", "v1", "pods").unwrap();
+        for i in 1_203..(eks_ops_mcp::cluster::LIST_CAP + 10) {
+            s.put(rt, "bulk", &format!("bulk-{i:05}"), pod(i));
+        }
+    }
+    let e = cluster
+        .api::<Pod>(Some("bulk"))
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("narrow the query"), "{e}");
+    // a tool answers with the same advice, as an error
+    put(
+        &f,
+        "",
+        "v1",
+        "namespaces",
+        "",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bulk"}}),
+    )
+    .await;
+    let e = f.err("get_pod_status", json!({"namespace": "bulk"})).await;
+    assert!(e.contains("narrow the query"), "{e}");
+}
