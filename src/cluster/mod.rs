@@ -75,14 +75,33 @@ impl Cluster {
         }
     }
 
-    /// Build the clients from a configuration: one that retries throttled requests, and one
-    /// that does not, for the Eviction API, where 429 means "a PodDisruptionBudget says not
-    /// now" and must be reported, not retried for minutes.
+    /// Build the clients from a configuration: one that retries throttled requests a few
+    /// times, briefly, and one that does not, for the Eviction API, where 429 means "a
+    /// PodDisruptionBudget says not now" and must be reported, not retried.
+    ///
+    /// kube's own retry policy waits up to 15 times with a backoff that grows to many
+    /// seconds and follows `Retry-After`, so a persistently throttled or unavailable API
+    /// outlasted the call's time limit and was reported as "no answer in time". Ours gives
+    /// up within about a second and reports the API's own 429/503/504.
     pub fn from_config(config: kube::Config, sandbox: bool) -> Result<Self, kube::Error> {
+        use kube::client::ClientBuilder;
+        use kube::client::retry::RetryPolicy;
         let mut once = config.clone();
         once.default_retry = false;
+        let policy = RetryPolicy::new(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(500),
+            4,
+            false,
+        )
+        .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        // the retry layer clones its inner service; a buffer makes kube's boxed stack cloneable
+        let client = ClientBuilder::try_from(once.clone())?
+            .with_layer(&tower::buffer::BufferLayer::new(1024))
+            .with_layer(&tower::retry::RetryLayer::new(policy))
+            .build();
         Ok(Self {
-            client: Client::try_from(config)?,
+            client,
             no_retry: Client::try_from(once)?,
             sandbox,
         })

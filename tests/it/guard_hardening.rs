@@ -546,6 +546,8 @@ enum Fault {
     Garbage,
     /// Do not forward it; answer 504 after a delay.
     Drop,
+    /// Answer every request, reads included, 429 Too Many Requests.
+    Throttle,
 }
 
 /// A proxy in front of the sandbox that passes reads through and mistreats writes.
@@ -569,6 +571,16 @@ async fn fault_proxy(upstream: String, fault: Fault) -> String {
                 .await
                 .unwrap_or_default();
             let write = method == http::Method::PATCH;
+            if matches!(fault, Fault::Throttle) {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "message": "too many requests, please try again later",
+                                    "reason": "TooManyRequests", "code": 429});
+                return Response::builder()
+                    .status(429)
+                    .header("content-type", "application/json")
+                    .body(Body::from(status.to_string()))
+                    .unwrap();
+            }
             if write && matches!(fault, Fault::Drop) {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 return Response::builder()
@@ -595,7 +607,7 @@ async fn fault_proxy(upstream: String, fault: Fault) -> String {
                             .body(Body::from("{\"kind\": \"Deployment\", \"metad"))
                             .unwrap();
                     }
-                    Fault::Drop => {}
+                    Fault::Drop | Fault::Throttle => {}
                 }
             }
             Response::builder()
@@ -762,4 +774,27 @@ async fn lists_are_paged_and_capped() {
     .await;
     let e = f.err("get_pod_status", json!({"namespace": "bulk"})).await;
     assert!(e.contains("narrow the query"), "{e}");
+}
+
+#[tokio::test]
+async fn a_persistently_throttled_api_is_reported_as_throttled_not_as_a_timeout() {
+    let f = start_guarded().await;
+    let (server, _dir) = through_proxy(&f, Fault::Throttle).await;
+    let started = std::time::Instant::now();
+    let r = server
+        .call(
+            "get_pod_status",
+            json!({"namespace": "shop"}).as_object().cloned().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text = format!("{:?}", r.content);
+    assert!(text.contains("429"), "{text}");
+    assert!(!text.contains("timed out"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "gave up after {:?}",
+        started.elapsed()
+    );
 }
