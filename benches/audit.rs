@@ -92,7 +92,10 @@ fn main() {
     println!("| measurement | ms |\n|---|---|");
     let t = Instant::now();
     let log = AuditLog::open(target).expect("open");
-    println!("| open (head current) | {:.2} |", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "| open (head current) | {:.2} |",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     // a crash: 255 read records past the head and a torn last record
     for i in 0..255 {
         log.append_with(read_record(i), false).expect("append");

@@ -143,7 +143,12 @@ pub(crate) fn write_head(path: &Path, head: &Head) -> std::io::Result<()> {
 /// Append damaged bytes to `FILE.quarantine`: a JSON line saying where they came from and
 /// how long they are, then the bytes exactly, then a newline; synced before returning (the
 /// log is truncated only after).
-pub(crate) fn quarantine(path: &Path, offset: u64, bytes: &[u8], reason: &str) -> std::io::Result<()> {
+pub(crate) fn quarantine(
+    path: &Path,
+    offset: u64,
+    bytes: &[u8],
+    reason: &str,
+) -> std::io::Result<()> {
     let header = serde_json::json!({
         "time": jiff::Timestamp::now().to_string(),
         "file": path.display().to_string(),

@@ -148,7 +148,11 @@ impl AuditLog {
         };
         Ok(Self {
             sink: Mutex::new(sink),
-            label: if target == "-" { "stderr".into() } else { target.into() },
+            label: if target == "-" {
+                "stderr".into()
+            } else {
+                target.into()
+            },
             options,
             unrecorded: AtomicU64::new(0),
         })

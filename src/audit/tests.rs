@@ -99,7 +99,11 @@ fn records_past_the_head_are_reported_not_tampering_and_accepted_on_open() {
     assert_eq!((v.records, v.past_head), (7, 5));
     let log = open(&path);
     assert_eq!(log.quarantined(), 0);
-    assert_eq!(verify(&path).unwrap().past_head, 0, "the head moved forward");
+    assert_eq!(
+        verify(&path).unwrap().past_head,
+        0,
+        "the head moved forward"
+    );
     assert_eq!(read_record(&log, 9), 8);
     drop(log);
     let v = verify(&path).unwrap();
@@ -268,7 +272,11 @@ fn oversize_values_are_bounded_with_their_size() {
     let rec: Value = serde_json::from_str(&l[0]).unwrap();
     let name = rec["arguments"]["name"].as_str().unwrap();
     assert!(name.len() <= MAX_STRING);
-    assert!(name.ends_with("…[truncated: 10485760 bytes]"), "{}", &name[4000..]);
+    assert!(
+        name.ends_with("…[truncated: 10485760 bytes]"),
+        "{}",
+        &name[4000..]
+    );
     assert_eq!(verify(&path).unwrap().records, 1);
 }
 
@@ -301,7 +309,10 @@ fn a_reads_result_is_stored_as_a_digest_by_default() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(recs[0]["result"], json!({"sha256": sha, "bytes": text.len()}));
+    assert_eq!(
+        recs[0]["result"],
+        json!({"sha256": sha, "bytes": text.len()})
+    );
     assert_eq!(recs[1]["result"], result, "a mutation keeps its result");
     assert_eq!(recs[2]["result"], result, "--audit-results full");
 }

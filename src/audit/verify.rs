@@ -105,8 +105,8 @@ fn check(path: &Path, snap: &mut Snapshot) -> Result<Verified, AuditError> {
         watched = watched.or(walk.watched);
         base = walk.last;
     }
-    let walk = scan::walk(&mut snap.current, 0, snap.len, base, watch)
-        .map_err(|e| walk_err(path, e))?;
+    let walk =
+        scan::walk(&mut snap.current, 0, snap.len, base, watch).map_err(|e| walk_err(path, e))?;
     records += walk.records;
     watched = watched.or(walk.watched);
     let last = walk.last;

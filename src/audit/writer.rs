@@ -129,7 +129,8 @@ impl FileSink {
         let len = self.file.metadata().map_err(|e| self.io(e))?.len();
         let head = files::read_head(&self.path).map_err(|r| self.broken(r))?;
         let (from, base) = self.checkpoint(head.as_ref(), len)?;
-        let walk = scan::walk(&mut self.file, from, len, base, None).map_err(|e| self.scan_err(e))?;
+        let walk =
+            scan::walk(&mut self.file, from, len, base, None).map_err(|e| self.scan_err(e))?;
         self.repair(&walk)?;
         self.len = walk.end;
         self.tail = walk.last;
@@ -313,7 +314,11 @@ impl FileSink {
         result
     }
 
-    fn append_locked(&mut self, fields: Map<String, Value>, durable: bool) -> Result<u64, AuditError> {
+    fn append_locked(
+        &mut self,
+        fields: Map<String, Value>,
+        durable: bool,
+    ) -> Result<u64, AuditError> {
         self.catch_up()?;
         let (line, link) = seal(&self.tail, fields);
         let rotate = self
@@ -376,7 +381,9 @@ impl FileSink {
             let _ = std::fs::remove_file(&staging);
             return Err(e);
         }
-        let mut n = files::segments(&self.path)?.last().map_or(1, |(n, _)| n + 1);
+        let mut n = files::segments(&self.path)?
+            .last()
+            .map_or(1, |(n, _)| n + 1);
         let segment = loop {
             let seg = files::segment_path(&self.path, n);
             match std::fs::hard_link(&self.path, &seg) {

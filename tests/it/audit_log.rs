@@ -153,8 +153,7 @@ fn kill_9_in_bursts_of_calls_leaves_a_log_that_recovers_and_continues() {
         std::thread::sleep(Duration::from_micros(next(&mut rng) % 3000));
         s.kill();
         // what the crash left: intact up to a possibly torn last record, never tampering
-        let v = audit::verify(&log)
-            .unwrap_or_else(|e| panic!("round {round}: after kill -9: {e}"));
+        let v = audit::verify(&log).unwrap_or_else(|e| panic!("round {round}: after kill -9: {e}"));
         torn_seen += usize::from(v.torn_tail.is_some());
         past_head_seen += usize::from(v.past_head > 0);
         records.push(v.records);
