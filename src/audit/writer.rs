@@ -97,20 +97,19 @@ impl FileSink {
             max_bytes,
             quarantined: 0,
         };
-        sink.lock()?;
-        let result = sink.recover();
+        let result = sink.lock().and_then(|_| sink.recover());
         let _ = sink.file.unlock();
         result.map(|()| sink)
     }
 
     /// Take the exclusive lock on the file the path names now, reopening it if another
-    /// process rotated it away.
-    fn lock(&mut self) -> Result<(), AuditError> {
+    /// process rotated it away; returns the file's length.
+    fn lock(&mut self) -> Result<u64, AuditError> {
         loop {
             self.file.lock().map_err(|e| self.io(e))?;
             let held = self.file.metadata().map_err(|e| self.io(e))?;
             match std::fs::metadata(&self.path) {
-                Ok(now) if files::same_file(&held, &now) => return Ok(()),
+                Ok(now) if files::same_file(&held, &now) => return Ok(held.len()),
                 // rotated (or removed): continue in the file the path names now
                 Ok(_) | Err(_) => {
                     let _ = self.file.unlock();
@@ -283,12 +282,12 @@ impl FileSink {
         Ok(())
     }
 
-    /// Bring `len` and `tail` up to the file's end (other processes may have appended).
-    fn catch_up(&mut self) -> Result<(), AuditError> {
+    /// Bring `len` and `tail` up to the file's end at `len` bytes (other processes may have
+    /// appended).
+    fn catch_up(&mut self, len: u64) -> Result<(), AuditError> {
         if !self.known {
             return self.recover();
         }
-        let len = self.file.metadata().map_err(|e| self.io(e))?.len();
         if len == self.len {
             return Ok(());
         }
@@ -308,18 +307,19 @@ impl FileSink {
 
     /// Append one record; `durable` syncs it to disk (and the head) before returning.
     pub fn append(&mut self, fields: Map<String, Value>, durable: bool) -> Result<u64, AuditError> {
-        self.lock()?;
-        let result = self.append_locked(fields, durable);
+        let len = self.lock()?;
+        let result = self.append_locked(len, fields, durable);
         let _ = self.file.unlock();
         result
     }
 
     fn append_locked(
         &mut self,
+        len: u64,
         fields: Map<String, Value>,
         durable: bool,
     ) -> Result<u64, AuditError> {
-        self.catch_up()?;
+        self.catch_up(len)?;
         let (line, link) = seal(&self.tail, fields);
         let rotate = self
             .max_bytes
