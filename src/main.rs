@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
-use eks_ops_mcp::audit::{self, AuditLog};
+use eks_ops_mcp::audit::{self, AuditFailurePolicy, AuditLog, AuditOptions, ResultMode};
 use eks_ops_mcp::cluster::Cluster;
 use eks_ops_mcp::forecast::store::ForecastStore;
 use eks_ops_mcp::guard::{Caller, Guard, GuardConfig, NoApprover};
@@ -82,6 +82,18 @@ impl PolicySource {
         }
         .map_err(|e| format!("policies are not valid:\n{e}"))
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditFailureArg {
+    Refuse,
+    ReadsContinue,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditResultsArg {
+    Digest,
+    Full,
 }
 
 #[derive(Subcommand)]
@@ -188,6 +200,16 @@ struct ServeArgs {
     /// $XDG_STATE_HOME/eks-ops-mcp/audit.jsonl (~/.local/state/eks-ops-mcp/audit.jsonl).
     #[arg(long, env = "EKS_OPS_MCP_AUDIT_LOG")]
     audit_log: Option<String>,
+    /// When an audit record cannot be written (a full disk): `refuse` every call (default), or
+    /// `reads-continue`: answer reads with a warning in the server's log. Mutations are always refused.
+    #[arg(long, value_enum, default_value_t = AuditFailureArg::Refuse)]
+    audit_failure: AuditFailureArg,
+    /// What a read's audit record keeps of the result: `digest` (SHA-256 and size) or `full`.
+    #[arg(long, value_enum, default_value_t = AuditResultsArg::Digest)]
+    audit_results: AuditResultsArg,
+    /// Rotate the audit log file into FILE.1, FILE.2, … when it reaches this many bytes (0: never).
+    #[arg(long, default_value_t = audit::DEFAULT_MAX_BYTES)]
+    audit_max_bytes: u64,
     /// Prometheus HTTP API base URL (self-managed Prometheus, or an AMP workspace URL with --amp).
     #[arg(long, env = "EKS_OPS_MCP_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -403,7 +425,18 @@ async fn build_server(args: &ServeArgs) -> Result<(EksOpsServer, Option<Sandbox>
             .map_err(|e| e.to_string())?
     };
     let audit_target = args.audit_log.clone().unwrap_or_else(default_audit_log);
-    let audit = Arc::new(AuditLog::open(&audit_target).map_err(|e| e.to_string())?);
+    let options = AuditOptions {
+        failure: match args.audit_failure {
+            AuditFailureArg::Refuse => AuditFailurePolicy::RefuseAll,
+            AuditFailureArg::ReadsContinue => AuditFailurePolicy::AllowReads,
+        },
+        results: match args.audit_results {
+            AuditResultsArg::Digest => ResultMode::Digest,
+            AuditResultsArg::Full => ResultMode::Full,
+        },
+        max_bytes: Some(args.audit_max_bytes).filter(|&n| n > 0),
+    };
+    let audit = Arc::new(AuditLog::open_with(&audit_target, options).map_err(|e| e.to_string())?);
     tracing::info!(audit = audit.target(), "recording every tool call");
     let mut ctx = ToolContext::new(cluster)
         .with_metrics(Arc::new(metrics_sources(args, sandbox_prometheus).await?));
@@ -756,17 +789,7 @@ fn main() -> ExitCode {
                 command: AuditCommand::Verify { file },
             } => {
                 let v = audit::verify(&file).map_err(|e| e.to_string())?;
-                println!(
-                    "{}: {} records, chain intact{}; last hash {}",
-                    file.display(),
-                    v.records,
-                    if v.head_checked {
-                        ", head matches"
-                    } else {
-                        " (no head file to check the end against)"
-                    },
-                    v.last_hash
-                );
+                println!("{}", verify_report(&file, &v));
                 Ok(())
             }
             Command::Tools { write } => print_tools(write),
@@ -779,6 +802,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `audit verify` prints for an intact log.
+fn verify_report(file: &std::path::Path, v: &audit::Verified) -> String {
+    let mut out = format!(
+        "{}: {} records in {} file{}, chain intact{}; last hash {}",
+        file.display(),
+        v.records,
+        v.segments,
+        if v.segments == 1 { "" } else { "s" },
+        if v.head_checked {
+            ", head matches"
+        } else {
+            " (no head file to check the end against)"
+        },
+        v.last_hash
+    );
+    if v.past_head > 0 {
+        out.push_str(&format!(
+            "\n{} record(s) were added after the head was last updated (normal for reads; not \
+             tampering, but their removal could not be detected)",
+            v.past_head
+        ));
+    }
+    if let Some(t) = &v.torn_tail {
+        out.push_str(&format!(
+            "\nthe last record is incomplete, as a crash leaves it: {t}; the next server to open \
+             the log moves it to the quarantine file"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

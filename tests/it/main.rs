@@ -1,5 +1,6 @@
 //! Integration tests: one binary with modules, to keep link time down.
 
+mod audit_log;
 mod cli;
 mod cloudwatch;
 mod fixture;
