@@ -117,6 +117,9 @@ impl Tool for QueryMetrics {
         let metrics = ctx.metrics()?;
         let w = args.window.resolve(Duration::from_secs(3600), MAX_WINDOW)?;
         args.query.validate()?;
+        // before either path: the instant query does not go through fetch
+        args.query
+            .check_scope(ctx.scope.as_deref().map(Vec::as_slice))?;
         let (series, endpoint) = if args.instant {
             if args.query.source != Source::Prometheus {
                 return Err(ToolError::invalid(
@@ -136,7 +139,13 @@ impl Tool for QueryMetrics {
                 p.endpoint().to_string(),
             )
         } else {
-            fetch(metrics, &args.query, &w).await?
+            fetch(
+                metrics,
+                ctx.scope.as_deref().map(Vec::as_slice),
+                &args.query,
+                &w,
+            )
+            .await?
         };
         let (series, series_total, truncated) = shape_series(series, max_points, max_series);
         Ok(Output {

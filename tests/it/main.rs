@@ -6,6 +6,7 @@ mod fixture;
 mod forecast_tools;
 mod kubeconfig;
 mod kubectl;
+mod metrics_scope;
 mod metrics_tools;
 mod mutations;
 mod nab;
