@@ -475,3 +475,74 @@ impl Tool for Rightsizing {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn absurd_current_quantities_are_left_out_with_a_warning() {
+        let mut w = Vec::new();
+        assert_eq!(
+            sane_quantity(parse_cpu("250m"), "CPU request", MAX_CPU_CORES, &mut w),
+            Some(0.25)
+        );
+        assert_eq!(
+            sane_quantity(None, "CPU request", MAX_CPU_CORES, &mut w),
+            None
+        );
+        assert!(w.is_empty());
+        // 1e400 parses to inf
+        assert_eq!(
+            sane_quantity(
+                parse_cpu("1e400"),
+                "CPU limit (cores)",
+                MAX_CPU_CORES,
+                &mut w
+            ),
+            None
+        );
+        assert_eq!(
+            sane_quantity(
+                parse_memory("9000000Ti"),
+                "memory limit (bytes)",
+                MAX_MEMORY_BYTES,
+                &mut w
+            ),
+            None
+        );
+        assert_eq!(w.len(), 2);
+        assert!(
+            w[0].contains("CPU limit (cores) (inf) is outside 0 to 2048"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("memory limit (bytes) (9.895604649984e18)"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn usage_samples_outside_the_range_are_named() {
+        let s = Series {
+            labels: BTreeMap::from([("pod".to_string(), "p".to_string())]),
+            points: vec![(0, 0.5), (60, f64::NAN), (120, -0.1)],
+        };
+        let e = check_usage(&[s], "cpu_query", "cores", MAX_CPU_CORES, "prom")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "cpu_query: prom answered -0.1 cores at 1970-01-01T00:02:00Z for the series {pod=p}"
+            ),
+            "{e}"
+        );
+        let ok = Series {
+            labels: BTreeMap::new(),
+            points: vec![(0, 0.5), (60, f64::NAN)],
+        };
+        check_usage(&[ok], "cpu_query", "cores", MAX_CPU_CORES, "prom").unwrap();
+    }
+}
