@@ -11,9 +11,9 @@
 //! `INSIGHT_RULE_METRIC`, `DB_PERF_INSIGHTS` and `SERVICE_QUOTA` read data that the
 //! expression does not list, so they are refused.
 //!
-//! `ClusterName` is not checked: the server is not told the name CloudWatch knows its
-//! cluster by, so a `Namespace` of the same name in another cluster of the same account is
-//! read too (the README says so).
+//! `ClusterName` is checked when the server was told the name CloudWatch knows its cluster
+//! by (`--cloudwatch-cluster-name`); without it a `Namespace` of the same name in another
+//! cluster of the same account is read too (the README says so).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +25,8 @@ pub const KUBERNETES_CW_NAMESPACES: [&str; 2] =
     ["ContainerInsights", "ContainerInsights/Prometheus"];
 /// The dimension Container Insights names the Kubernetes namespace with.
 pub const NAMESPACE_DIMENSION: &str = "Namespace";
+/// The dimension Container Insights names the cluster with.
+pub const CLUSTER_DIMENSION: &str = "ClusterName";
 
 /// Metric-math functions and keywords that compute only over the expression's own metrics.
 const PURE_FUNCTIONS: [&str; 42] = [
@@ -72,22 +74,26 @@ const PURE_FUNCTIONS: [&str; 42] = [
     "LINEAR",
 ];
 
-/// Check a `GetMetricData` query against the allowed namespaces.
-pub fn check(q: &CloudWatchQuery, allowed: &[String]) -> Result<(), MetricsError> {
+/// Check a `GetMetricData` query against the allowed namespaces (and the cluster's
+/// `ClusterName`, when known).
+pub fn check(
+    q: &CloudWatchQuery,
+    allowed: &[String],
+    cluster: Option<&str>,
+) -> Result<(), MetricsError> {
+    let scope = Scope { allowed, cluster };
     match &q.expression {
-        None => check_metric(
+        None => scope.check_metric(
             q.namespace.as_deref().unwrap_or_default(),
             &q.dimensions,
             "the metric",
-            allowed,
         ),
         Some(expression) => {
             for (i, m) in q.metrics.iter().enumerate() {
-                check_metric(
+                scope.check_metric(
                     &m.namespace,
                     &m.dimensions,
                     &format!("metrics[{i}] ({})", m.id),
-                    allowed,
                 )?;
             }
             let ids: Vec<&str> = q.metrics.iter().map(|m| m.id.as_str()).collect();
@@ -98,7 +104,8 @@ pub fn check(q: &CloudWatchQuery, allowed: &[String]) -> Result<(), MetricsError
 
 /// Whether an alarm watches only metrics of the allowed namespaces (composite alarms,
 /// whose rule names other alarms, never do).
-pub fn alarm_in_scope(a: &Alarm, allowed: &[String]) -> bool {
+pub fn alarm_in_scope(a: &Alarm, allowed: &[String], cluster: Option<&str>) -> bool {
+    let scope = Scope { allowed, cluster };
     if a.kind == "composite" || a.rule.is_some() {
         return false;
     }
@@ -113,46 +120,75 @@ pub fn alarm_in_scope(a: &Alarm, allowed: &[String]) -> bool {
     let ids: Vec<&str> = a.metrics.iter().map(|q| q.id.as_str()).collect();
     metrics
         .iter()
-        .all(|m| check_metric(&m.namespace, &m.dimensions, "", allowed).is_ok())
+        .all(|m| scope.check_metric(&m.namespace, &m.dimensions, "").is_ok())
         && a.metrics
             .iter()
             .filter_map(|q| q.expression.as_deref())
             .all(|e| check_expression(e, &ids).is_ok())
 }
 
-fn check_metric(
-    cw_namespace: &str,
-    dimensions: &BTreeMap<String, String>,
-    what: &str,
-    allowed: &[String],
-) -> Result<(), MetricsError> {
-    let wanted = || {
-        format!(
-            "on this server, limited to the namespaces {}, CloudWatch metrics are read only \
+/// What a scoped server may read.
+struct Scope<'a> {
+    allowed: &'a [String],
+    cluster: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    fn check_metric(
+        &self,
+        cw_namespace: &str,
+        dimensions: &BTreeMap<String, String>,
+        what: &str,
+    ) -> Result<(), MetricsError> {
+        let allowed = self.allowed;
+        let wanted = || {
+            format!(
+                "on this server, limited to the namespaces {}, CloudWatch metrics are read only \
              from Container Insights ({}) with a {NAMESPACE_DIMENSION} dimension naming one \
-             of them",
-            allowed.join(", "),
-            KUBERNETES_CW_NAMESPACES.join(", ")
-        )
-    };
-    if !KUBERNETES_CW_NAMESPACES.contains(&cw_namespace) {
-        return Err(MetricsError::OutOfScope(format!(
-            "{what} is in the CloudWatch namespace `{cw_namespace}`, which has no Kubernetes \
+             of them{}",
+                allowed.join(", "),
+                KUBERNETES_CW_NAMESPACES.join(", "),
+                self.cluster
+                    .map(|c| format!(" and {CLUSTER_DIMENSION}={c}"))
+                    .unwrap_or_default()
+            )
+        };
+        if !KUBERNETES_CW_NAMESPACES.contains(&cw_namespace) {
+            return Err(MetricsError::OutOfScope(format!(
+                "{what} is in the CloudWatch namespace `{cw_namespace}`, which has no Kubernetes \
              namespace dimension; {}",
-            wanted()
-        )));
-    }
-    match dimensions.get(NAMESPACE_DIMENSION) {
-        Some(ns) if allowed.iter().any(|a| a == ns) => Ok(()),
-        Some(ns) => Err(MetricsError::OutOfScope(format!(
-            "{what} has {NAMESPACE_DIMENSION}={ns}; {}",
-            wanted()
-        ))),
-        None => Err(MetricsError::OutOfScope(format!(
-            "{what} has no {NAMESPACE_DIMENSION} dimension, so it is not limited to a \
+                wanted()
+            )));
+        }
+        if let Some(cluster) = self.cluster {
+            match dimensions.get(CLUSTER_DIMENSION) {
+                Some(c) if c == cluster => {}
+                Some(c) => {
+                    return Err(MetricsError::OutOfScope(format!(
+                        "{what} has {CLUSTER_DIMENSION}={c}, another cluster; {}",
+                        wanted()
+                    )));
+                }
+                None => {
+                    return Err(MetricsError::OutOfScope(format!(
+                        "{what} has no {CLUSTER_DIMENSION} dimension; {}",
+                        wanted()
+                    )));
+                }
+            }
+        }
+        match dimensions.get(NAMESPACE_DIMENSION) {
+            Some(ns) if allowed.iter().any(|a| a == ns) => Ok(()),
+            Some(ns) => Err(MetricsError::OutOfScope(format!(
+                "{what} has {NAMESPACE_DIMENSION}={ns}; {}",
+                wanted()
+            ))),
+            None => Err(MetricsError::OutOfScope(format!(
+                "{what} has no {NAMESPACE_DIMENSION} dimension, so it is not limited to a \
              namespace; {}",
-            wanted()
-        ))),
+                wanted()
+            ))),
+        }
     }
 }
 
@@ -244,20 +280,20 @@ mod tests {
     }
 
     fn refused(q: &CloudWatchQuery, want: &str) {
-        let e = check(q, &allowed()).expect_err(want);
+        let e = check(q, &allowed(), None).expect_err(want);
         assert!(matches!(e, MetricsError::OutOfScope(_)), "{e}");
         assert!(e.to_string().contains(want), "{e}");
     }
 
     #[test]
     fn metrics_need_container_insights_and_an_allowed_namespace_dimension() {
-        check(&pod_cpu(Some("shop")), &allowed()).unwrap();
+        check(&pod_cpu(Some("shop")), &allowed(), None).unwrap();
         let q = pod_cpu(Some("shop"));
         let q = CloudWatchQuery {
             namespace: Some("ContainerInsights/Prometheus".into()),
             ..q
         };
-        check(&q, &allowed()).unwrap();
+        check(&q, &allowed(), None).unwrap();
         refused(&pod_cpu(Some("payments")), "has Namespace=payments");
         refused(&pod_cpu(None), "has no Namespace dimension");
         refused(
@@ -268,12 +304,38 @@ mod tests {
     }
 
     #[test]
+    fn a_known_cluster_name_must_be_the_metric_s() {
+        let a = allowed();
+        check(&pod_cpu(Some("shop")), &a, Some("prod")).unwrap();
+        let e = check(&pod_cpu(Some("shop")), &a, Some("staging"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has ClusterName=prod, another cluster")
+                && e.contains("and ClusterName=staging"),
+            "{e}"
+        );
+        let q = CloudWatchQuery::metric("ContainerInsights", "pod_cpu_utilization", "Average")
+            .with_dimension("Namespace", "shop");
+        let e = check(&q, &a, Some("prod")).unwrap_err().to_string();
+        assert!(e.contains("has no ClusterName dimension"), "{e}");
+        let mut m = alarm_metric("ContainerInsights", Some("shop"));
+        assert!(!alarm_in_scope(
+            &alarm(Some(m.clone()), vec![]),
+            &a,
+            Some("prod")
+        ));
+        m.dimensions.insert("ClusterName".into(), "prod".into());
+        assert!(alarm_in_scope(&alarm(Some(m), vec![]), &a, Some("prod")));
+    }
+
+    #[test]
     fn expressions_may_only_compute_over_their_own_scoped_metrics() {
         let q = CloudWatchQuery::expression(
             r#"IF(m1 > 0, m2 / m1 * 100, 0) + ANOMALY_DETECTION_BAND(m1, 2) + SUM(METRICS("m")) + FILL(m1, REPEAT) + 1.5e3"#,
             vec![metric("m1", "shop"), metric("m2", "shop")],
         );
-        check(&q, &allowed()).unwrap();
+        check(&q, &allowed(), None).unwrap();
         refused(
             &CloudWatchQuery::expression(
                 r#"SEARCH('{ContainerInsights,Namespace} shop', 'Average', 300)"#,
@@ -345,18 +407,21 @@ mod tests {
                 Some(alarm_metric("ContainerInsights", Some("shop"))),
                 vec![]
             ),
-            &a
+            &a,
+            None
         ));
         assert!(!alarm_in_scope(
             &alarm(
                 Some(alarm_metric("ContainerInsights", Some("data"))),
                 vec![]
             ),
-            &a
+            &a,
+            None
         ));
         assert!(!alarm_in_scope(
             &alarm(Some(alarm_metric("AWS/EC2", None)), vec![]),
-            &a
+            &a,
+            None
         ));
         let q = |id: &str, e: Option<&str>, m: Option<AlarmMetric>| AlarmQuery {
             id: id.into(),
@@ -376,7 +441,7 @@ mod tests {
                 q("ad1", Some("ANOMALY_DETECTION_BAND(m1, 2)"), None),
             ],
         );
-        assert!(alarm_in_scope(&band, &a));
+        assert!(alarm_in_scope(&band, &a, None));
         let mixed = alarm(
             None,
             vec![
@@ -393,11 +458,11 @@ mod tests {
                 q("e1", Some("m1 + m2"), None),
             ],
         );
-        assert!(!alarm_in_scope(&mixed, &a));
+        assert!(!alarm_in_scope(&mixed, &a, None));
         let mut composite = alarm(None, vec![]);
         composite.kind = "composite".into();
         composite.rule = Some("ALARM(a)".into());
-        assert!(!alarm_in_scope(&composite, &a));
-        assert!(!alarm_in_scope(&alarm(None, vec![]), &a));
+        assert!(!alarm_in_scope(&composite, &a, None));
+        assert!(!alarm_in_scope(&alarm(None, vec![]), &a, None));
     }
 }

@@ -50,6 +50,13 @@ pub struct Metrics {
     pub cloudwatch: Option<cloudwatch::CloudWatchClient>,
 }
 
+impl Metrics {
+    /// The CloudWatch `ClusterName` of this server's cluster, when it was given.
+    pub fn cloudwatch_cluster(&self) -> Option<&str> {
+        self.cloudwatch.as_ref().and_then(|c| c.cluster_name())
+    }
+}
+
 /// Errors of the metrics layer; every message names the endpoint it concerns.
 #[derive(Debug, Error)]
 pub enum MetricsError {

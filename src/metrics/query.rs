@@ -70,9 +70,14 @@ impl MetricQuery {
         }
     }
 
-    /// Check that the query reads only the `allowed` namespaces (a namespace-scoped server);
-    /// `None` (an unscoped server) allows everything.
-    pub fn check_scope(&self, allowed: Option<&[String]>) -> Result<(), MetricsError> {
+    /// Check that the query reads only the `allowed` namespaces (a namespace-scoped server)
+    /// and, for CloudWatch, only `cluster` when it is known; `None` (an unscoped server)
+    /// allows everything.
+    pub fn check_scope(
+        &self,
+        allowed: Option<&[String]>,
+        cluster: Option<&str>,
+    ) -> Result<(), MetricsError> {
         let Some(allowed) = allowed else {
             return Ok(());
         };
@@ -81,7 +86,7 @@ impl MetricQuery {
                 super::promql_scope::check(self.promql.as_deref().unwrap_or_default(), allowed)
             }
             Source::Cloudwatch => match &self.cloudwatch {
-                Some(q) => super::cloudwatch_scope::check(q, allowed),
+                Some(q) => super::cloudwatch_scope::check(q, allowed, cluster),
                 None => Err(MetricsError::Invalid(
                     "source cloudwatch needs cloudwatch: {…}".into(),
                 )),
@@ -192,7 +197,7 @@ pub async fn fetch(
     w: &Window,
 ) -> Result<(Vec<Series>, String), MetricsError> {
     q.validate()?;
-    q.check_scope(scope)?;
+    q.check_scope(scope, metrics.cloudwatch_cluster())?;
     match q.source {
         Source::Prometheus => {
             let p = metrics.prometheus.as_ref().ok_or_else(|| {

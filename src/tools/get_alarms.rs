@@ -75,7 +75,7 @@ impl Tool for GetAlarms {
                 let total = all.len();
                 let mut kept: Vec<Alarm> = all
                     .into_iter()
-                    .filter(|a| alarm_in_scope(a, allowed))
+                    .filter(|a| alarm_in_scope(a, allowed, cw.cluster_name()))
                     .collect();
                 let hidden = total - kept.len();
                 kept.truncate(limit);

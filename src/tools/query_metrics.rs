@@ -118,8 +118,10 @@ impl Tool for QueryMetrics {
         let w = args.window.resolve(Duration::from_secs(3600), MAX_WINDOW)?;
         args.query.validate()?;
         // before either path: the instant query does not go through fetch
-        args.query
-            .check_scope(ctx.scope.as_deref().map(Vec::as_slice))?;
+        args.query.check_scope(
+            ctx.scope.as_deref().map(Vec::as_slice),
+            metrics.cloudwatch_cluster(),
+        )?;
         let (series, endpoint) = if args.instant {
             if args.query.source != Source::Prometheus {
                 return Err(ToolError::invalid(
