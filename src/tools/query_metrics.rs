@@ -10,7 +10,7 @@ use super::common::bounded;
 use super::{Tool, ToolContext};
 use crate::error::ToolError;
 use crate::metrics::query::{MetricQuery, Source, WindowArgs, fetch};
-use crate::metrics::summary::{Bucket, Summary, downsample, summarize};
+use crate::metrics::summary::{Bucket, Summary, downsample, summarize, usable};
 use crate::metrics::{MetricsError, Series};
 
 /// Longest window `query_metrics` reads.
@@ -50,6 +50,9 @@ pub struct SeriesOut {
     pub points_total: usize,
     /// Whether points were merged to fit max_points.
     pub downsampled: bool,
+    /// Points left out of points and summary: NaN, ±Inf, or beyond ±1e300 (absent when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable_points: Option<usize>,
 }
 
 /// Result of `query_metrics`.
@@ -88,7 +91,9 @@ pub fn shape_series(
         .take(max_series)
         .map(|s| {
             let (points, downsampled) = downsample(&s.points, max_points);
+            let unusable = s.points.iter().filter(|(_, v)| !usable(*v)).count();
             SeriesOut {
+                unusable_points: (unusable > 0).then_some(unusable),
                 summary: summarize(&s.points),
                 points_total: s.points.len(),
                 points,

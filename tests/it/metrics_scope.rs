@@ -208,6 +208,20 @@ async fn infinite_and_absurd_values_are_refused_where_they_enter() {
         );
     }
 
+    // query_metrics shows what the source says, but leaves values beyond ±1e300 out of the
+    // points and summary (their sums overflow) and counts them
+    let v = f
+        .ok(
+            "query_metrics",
+            json!({"query": absurd.clone(), "window": {"last": "3h", "step": "5m"}}),
+        )
+        .await;
+    let s = &v["series"][0];
+    let left_out = s["unusable_points"].as_u64().unwrap();
+    assert!((12..=13).contains(&left_out), "{s}");
+    assert_eq!(s["summary"]["max"], 0.1, "{s}");
+    assert!(s["summary"]["mean"].is_f64(), "{s}");
+
     let t0 = 1_700_000_000i64;
     let ts: Vec<i64> = (0..600).map(|i| t0 + i * 300).collect();
     let mut vs = vec![1.0; 600];
