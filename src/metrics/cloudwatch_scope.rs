@@ -144,8 +144,8 @@ impl Scope<'_> {
         let wanted = || {
             format!(
                 "on this server, limited to the namespaces {}, CloudWatch metrics are read only \
-             from Container Insights ({}) with a {NAMESPACE_DIMENSION} dimension naming one \
-             of them{}",
+                 from Container Insights ({}) with a {NAMESPACE_DIMENSION} dimension naming \
+                 one of them{}",
                 allowed.join(", "),
                 KUBERNETES_CW_NAMESPACES.join(", "),
                 self.cluster
@@ -155,8 +155,8 @@ impl Scope<'_> {
         };
         if !KUBERNETES_CW_NAMESPACES.contains(&cw_namespace) {
             return Err(MetricsError::OutOfScope(format!(
-                "{what} is in the CloudWatch namespace `{cw_namespace}`, which has no Kubernetes \
-             namespace dimension; {}",
+                "{what} is in the CloudWatch namespace `{cw_namespace}`, which has no \
+                 Kubernetes namespace dimension; {}",
                 wanted()
             )));
         }
@@ -185,7 +185,7 @@ impl Scope<'_> {
             ))),
             None => Err(MetricsError::OutOfScope(format!(
                 "{what} has no {NAMESPACE_DIMENSION} dimension, so it is not limited to a \
-             namespace; {}",
+                 namespace; {}",
                 wanted()
             ))),
         }
