@@ -222,6 +222,10 @@ struct ServeArgs {
     /// CloudWatch endpoint override (VPC endpoints, tests); implies --cloudwatch.
     #[arg(long)]
     cloudwatch_endpoint: Option<String>,
+    /// The cluster's name in Container Insights (its ClusterName dimension): with
+    /// --namespaces, CloudWatch metrics and alarms of other clusters are refused.
+    #[arg(long)]
+    cloudwatch_cluster_name: Option<String>,
     /// AWS region (default: from the AWS configuration).
     #[arg(long, env = "AWS_REGION")]
     aws_region: Option<String>,
@@ -377,6 +381,10 @@ async fn metrics_sources(
                 timeout,
             )
             .await
+            .map(|c| match &args.cloudwatch_cluster_name {
+                Some(name) => c.with_cluster_name(name),
+                None => c,
+            })
             .map_err(|e| e.to_string())?,
         )
     } else {

@@ -581,6 +581,7 @@ pub struct CloudWatchClient {
     endpoint: String,
     timeout: Duration,
     page_datapoints: usize,
+    cluster_name: Option<String>,
 }
 
 impl fmt::Debug for CloudWatchClient {
@@ -589,6 +590,7 @@ impl fmt::Debug for CloudWatchClient {
             .field("endpoint", &self.endpoint)
             .field("timeout", &self.timeout)
             .field("page_datapoints", &self.page_datapoints)
+            .field("cluster_name", &self.cluster_name)
             .finish()
     }
 }
@@ -682,7 +684,20 @@ impl CloudWatchClient {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             timeout,
             page_datapoints: API_MAX_DATAPOINTS,
+            cluster_name: None,
         })
+    }
+
+    /// The name Container Insights knows this server's cluster by (its `ClusterName`
+    /// dimension): a namespace-scoped server then reads only metrics of that cluster.
+    pub fn with_cluster_name(mut self, name: impl Into<String>) -> Self {
+        self.cluster_name = Some(name.into());
+        self
+    }
+
+    /// The cluster name given with [`Self::with_cluster_name`].
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster_name.as_deref()
     }
 
     /// Sets `MaxDatapoints` per `GetMetricData` page (1 to 100,800; default the maximum):

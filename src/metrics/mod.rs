@@ -3,11 +3,14 @@
 //! bounded and summarised so that an agent's context is not flooded.
 
 pub mod cloudwatch;
+pub mod cloudwatch_scope;
 pub mod prom_answer;
 pub mod prometheus;
+pub mod promql_scope;
 pub mod query;
 pub mod sigv4;
 pub mod summary;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,6 +48,13 @@ pub struct Metrics {
     pub prometheus: Option<prometheus::PrometheusClient>,
     /// CloudWatch, when configured.
     pub cloudwatch: Option<cloudwatch::CloudWatchClient>,
+}
+
+impl Metrics {
+    /// The CloudWatch `ClusterName` of this server's cluster, when it was given.
+    pub fn cloudwatch_cluster(&self) -> Option<&str> {
+        self.cloudwatch.as_ref().and_then(|c| c.cluster_name())
+    }
 }
 
 /// Errors of the metrics layer; every message names the endpoint it concerns.
@@ -88,6 +98,22 @@ pub enum MetricsError {
     /// The arguments are not valid (checked before anything is sent).
     #[error("{0}")]
     Invalid(String),
+    /// The query is not limited to the namespaces this server is scoped to (checked
+    /// before anything is sent).
+    #[error("{0}")]
+    OutOfScope(String),
+}
+
+impl MetricsError {
+    /// The same error, its message prefixed with the argument it concerns (for tools that
+    /// take more than one query); errors about the source itself are left as they are.
+    pub fn about(self, arg: &str) -> Self {
+        match self {
+            Self::Invalid(m) => Self::Invalid(format!("{arg}: {m}")),
+            Self::OutOfScope(m) => Self::OutOfScope(format!("{arg}: {m}")),
+            other => other,
+        }
+    }
 }
 
 impl From<MetricsError> for crate::error::ToolError {
@@ -95,7 +121,7 @@ impl From<MetricsError> for crate::error::ToolError {
         match e {
             MetricsError::Invalid(m) => Self::InvalidArgs(m),
             MetricsError::BadQuery { .. } => Self::InvalidArgs(e.to_string()),
-            MetricsError::NotConfigured(m) => Self::Refused(m),
+            MetricsError::NotConfigured(m) | MetricsError::OutOfScope(m) => Self::Refused(m),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -69,6 +69,30 @@ impl MetricQuery {
             }
         }
     }
+
+    /// Check that the query reads only the `allowed` namespaces (a namespace-scoped server)
+    /// and, for CloudWatch, only `cluster` when it is known; `None` (an unscoped server)
+    /// allows everything.
+    pub fn check_scope(
+        &self,
+        allowed: Option<&[String]>,
+        cluster: Option<&str>,
+    ) -> Result<(), MetricsError> {
+        let Some(allowed) = allowed else {
+            return Ok(());
+        };
+        match self.source {
+            Source::Prometheus => {
+                super::promql_scope::check(self.promql.as_deref().unwrap_or_default(), allowed)
+            }
+            Source::Cloudwatch => match &self.cloudwatch {
+                Some(q) => super::cloudwatch_scope::check(q, allowed, cluster),
+                None => Err(MetricsError::Invalid(
+                    "source cloudwatch needs cloudwatch: {…}".into(),
+                )),
+            },
+        }
+    }
 }
 
 /// Time window arguments: `start`/`end` (RFC 3339) or `last` (duration), and `step`.
@@ -164,13 +188,16 @@ impl WindowArgs {
     }
 }
 
-/// Read a range of a metric from whichever source the query names.
+/// Read a range of a metric from whichever source the query names, after checking it
+/// against the server's namespace scope (`None`: not scoped).
 pub async fn fetch(
     metrics: &super::Metrics,
+    scope: Option<&[String]>,
     q: &MetricQuery,
     w: &Window,
 ) -> Result<(Vec<Series>, String), MetricsError> {
     q.validate()?;
+    q.check_scope(scope, metrics.cloudwatch_cluster())?;
     match q.source {
         Source::Prometheus => {
             let p = metrics.prometheus.as_ref().ok_or_else(|| {

@@ -40,6 +40,16 @@ pub struct Bucket {
     pub avg: f64,
 }
 
+/// Largest magnitude summarised or downsampled. Sums of a few thousand values beyond it
+/// overflow to infinity (and a mean or trend of `inf` would be written as JSON `null`,
+/// against the output schema); such values are left out like `NaN` and `±Inf` are.
+pub const MAX_SUMMARISED: f64 = 1e300;
+
+/// Whether a value takes part in summaries and downsampling.
+pub fn usable(v: f64) -> bool {
+    v.is_finite() && v.abs() <= MAX_SUMMARISED
+}
+
 /// Percentile by linear interpolation between closest ranks (`sorted` ascending, non-empty).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.len() == 1 {
@@ -50,13 +60,9 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
-/// Summarise finite points; `None` when there are none.
+/// Summarise the [`usable`] points; `None` when there are none.
 pub fn summarize(points: &[(i64, f64)]) -> Option<Summary> {
-    let pts: Vec<(i64, f64)> = points
-        .iter()
-        .copied()
-        .filter(|(_, v)| v.is_finite())
-        .collect();
+    let pts: Vec<(i64, f64)> = points.iter().copied().filter(|(_, v)| usable(*v)).collect();
     if pts.is_empty() {
         return None;
     }
@@ -93,11 +99,7 @@ pub fn summarize(points: &[(i64, f64)]) -> Option<Summary> {
 /// Downsample to at most `max_points` buckets of equal time width, keeping min, max and
 /// average of each; returns the buckets and whether anything was merged.
 pub fn downsample(points: &[(i64, f64)], max_points: usize) -> (Vec<Bucket>, bool) {
-    let pts: Vec<(i64, f64)> = points
-        .iter()
-        .copied()
-        .filter(|(_, v)| v.is_finite())
-        .collect();
+    let pts: Vec<(i64, f64)> = points.iter().copied().filter(|(_, v)| usable(*v)).collect();
     if pts.len() <= max_points.max(1) {
         return (
             pts.iter()
@@ -161,6 +163,14 @@ mod tests {
         );
         assert!((s.trend_per_hour - 1.0).abs() < 1e-9);
         assert!(summarize(&[(0, f64::NAN)]).is_none());
+        // 1e308 twice sums to inf: left out, so that nothing comes out infinite
+        assert!(summarize(&[(0, 1e308), (60, 1e308)]).is_none());
+        let s = summarize(&[(0, 1e300), (60, -1e300), (120, 1e308), (180, 1e300)]).unwrap();
+        assert_eq!(s.count, 3);
+        assert!(s.mean.is_finite() && s.trend_per_hour.is_finite(), "{s:?}");
+        let (b, _) = downsample(&[(0, 1e308), (60, 1.0), (120, f64::INFINITY)], 1);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].avg, 1.0);
     }
 
     #[test]

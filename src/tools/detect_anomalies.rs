@@ -14,6 +14,7 @@ use crate::forecast::anomaly::{self, Anomaly, BandPoint};
 use crate::forecast::history::regularize;
 use crate::forecast::seasonality;
 use crate::metrics::query::{MetricQuery, WindowArgs, fetch};
+use crate::metrics::values;
 
 /// Longest history read.
 pub const MAX_HISTORY: Duration = Duration::from_secs(35 * 86_400);
@@ -98,12 +99,14 @@ impl Tool for DetectAnomalies {
             ..Default::default()
         });
         let w = window.resolve(Duration::from_secs(14 * 86_400), MAX_HISTORY)?;
-        let (series, endpoint) = fetch(metrics, &args.query, &w).await?;
+        let scope = ctx.scope.as_deref().map(Vec::as_slice);
+        let (series, endpoint) = fetch(metrics, scope, &args.query, &w).await?;
         let Some(first) = series.into_iter().next() else {
             return Err(ToolError::NotFound(format!(
                 "the query returned no series from {endpoint}; check the metric name and labels"
             )));
         };
+        values::check_answer(std::slice::from_ref(&first), &endpoint)?;
         let (reg, mut warnings) = regularize(&first.points)
             .map_err(|e| ToolError::invalid(format!("the series cannot be analysed: {e}")))?;
         let season = seasonality::detect(&reg.values, reg.step);

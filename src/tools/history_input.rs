@@ -10,6 +10,7 @@ use super::ToolContext;
 use crate::error::ToolError;
 use crate::forecast::evaluate::parse_time;
 use crate::metrics::query::{MetricQuery, WindowArgs, fetch};
+use crate::metrics::values;
 
 /// Longest history read.
 pub const MAX_HISTORY: Duration = Duration::from_secs(60 * 86_400);
@@ -75,6 +76,13 @@ impl HistoryInput {
                         _ => None,
                     }
                     .ok_or_else(|| ToolError::invalid(format!("series.timestamps[{i}] = {t} is neither unix seconds nor an RFC 3339 time")))?;
+                    if let Some(why) = values::problem(*v) {
+                        return Err(ToolError::invalid(format!(
+                            "series.values[{i}] = {} is {why}: values must be {}",
+                            values::show(*v),
+                            values::allowed_range()
+                        )));
+                    }
                     pts.push((t, *v));
                 }
                 Ok((pts, "inline series".into()))
@@ -89,10 +97,12 @@ impl HistoryInput {
                         ..Default::default()
                     })
                     .resolve(Duration::from_secs(21 * 86_400), MAX_HISTORY)?;
-                let (series, endpoint) = fetch(ctx.metrics()?, q, &w).await?;
+                let scope = ctx.scope.as_deref().map(Vec::as_slice);
+                let (series, endpoint) = fetch(ctx.metrics()?, scope, q, &w).await?;
                 let first = series.into_iter().next().ok_or_else(|| {
                     ToolError::NotFound(format!("the query returned no series from {endpoint}; check the metric name and labels"))
                 })?;
+                values::check_answer(std::slice::from_ref(&first), &endpoint)?;
                 Ok((first.points, endpoint))
             }
         }

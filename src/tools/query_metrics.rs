@@ -10,7 +10,7 @@ use super::common::bounded;
 use super::{Tool, ToolContext};
 use crate::error::ToolError;
 use crate::metrics::query::{MetricQuery, Source, WindowArgs, fetch};
-use crate::metrics::summary::{Bucket, Summary, downsample, summarize};
+use crate::metrics::summary::{Bucket, Summary, downsample, summarize, usable};
 use crate::metrics::{MetricsError, Series};
 
 /// Longest window `query_metrics` reads.
@@ -50,6 +50,9 @@ pub struct SeriesOut {
     pub points_total: usize,
     /// Whether points were merged to fit max_points.
     pub downsampled: bool,
+    /// Points left out of points and summary: NaN, ±Inf, or beyond ±1e300 (absent when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable_points: Option<usize>,
 }
 
 /// Result of `query_metrics`.
@@ -88,7 +91,9 @@ pub fn shape_series(
         .take(max_series)
         .map(|s| {
             let (points, downsampled) = downsample(&s.points, max_points);
+            let unusable = s.points.iter().filter(|(_, v)| !usable(*v)).count();
             SeriesOut {
+                unusable_points: (unusable > 0).then_some(unusable),
                 summary: summarize(&s.points),
                 points_total: s.points.len(),
                 points,
@@ -117,6 +122,11 @@ impl Tool for QueryMetrics {
         let metrics = ctx.metrics()?;
         let w = args.window.resolve(Duration::from_secs(3600), MAX_WINDOW)?;
         args.query.validate()?;
+        // before either path: the instant query does not go through fetch
+        args.query.check_scope(
+            ctx.scope.as_deref().map(Vec::as_slice),
+            metrics.cloudwatch_cluster(),
+        )?;
         let (series, endpoint) = if args.instant {
             if args.query.source != Source::Prometheus {
                 return Err(ToolError::invalid(
@@ -136,7 +146,13 @@ impl Tool for QueryMetrics {
                 p.endpoint().to_string(),
             )
         } else {
-            fetch(metrics, &args.query, &w).await?
+            fetch(
+                metrics,
+                ctx.scope.as_deref().map(Vec::as_slice),
+                &args.query,
+                &w,
+            )
+            .await?
         };
         let (series, series_total, truncated) = shape_series(series, max_points, max_series);
         Ok(Output {

@@ -18,6 +18,67 @@ use crate::forecast::rightsizing::{
     self, Profile, Recommended, fmt_cpu, fmt_memory, parse_cpu, parse_memory,
 };
 use crate::metrics::query::{MetricQuery, WindowArgs, fetch};
+use crate::metrics::{Series, values};
+
+/// Most cores one container's usage sample may show: more than any node has, so a larger
+/// sample is a query summing over pods, or not in cores.
+pub const MAX_CPU_CORES: f64 = 2048.0;
+/// Most bytes one container's memory sample may show (64 TiB, more than any node has).
+pub const MAX_MEMORY_BYTES: f64 = 64.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0;
+
+/// Check usage samples where they enter: each finite value must be within 0..=`max`
+/// (`NaN` is a gap, left to the recommender, which skips it).
+fn check_usage(
+    series: &[Series],
+    arg: &str,
+    unit: &str,
+    max: f64,
+    endpoint: &str,
+) -> Result<(), ToolError> {
+    for s in series {
+        if let Some(&(t, v)) = s
+            .points
+            .iter()
+            .find(|(_, v)| !v.is_nan() && !(0.0..=max).contains(v))
+        {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let at = jiff::Timestamp::from_second(t)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| t.to_string());
+            return Err(ToolError::invalid(format!(
+                "{arg}: {endpoint} answered {} {unit} at {at} for the series {{{}}}; usage \
+                 samples must be between 0 and {} {unit} (more than any node has): the query \
+                 should give one series per pod (or pod and container), in {unit}",
+                values::show(v),
+                labels.join(", "),
+                values::show(max)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A current request or limit from the spec, when it is a usable number (within 0..=`max`);
+/// otherwise a warning and `None`, so that an absurd quantity does not reach the arithmetic.
+fn sane_quantity(
+    parsed: Option<f64>,
+    what: &str,
+    max: f64,
+    warnings: &mut Vec<String>,
+) -> Option<f64> {
+    match parsed {
+        Some(v) if (0.0..=max).contains(&v) => Some(v),
+        Some(v) => {
+            warnings.push(format!(
+                "the current {what} ({}) is outside 0 to {} and was left out of the comparison",
+                values::show(v),
+                values::show(max)
+            ));
+            None
+        }
+        None => None,
+    }
+}
 
 /// Arguments of `rightsizing`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -209,8 +270,21 @@ impl Tool for Rightsizing {
                 Duration::from_secs(35 * 86_400),
             )?;
         let metrics = ctx.metrics()?;
-        let (cpu_series, _) = fetch(metrics, &args.cpu_query, &w).await?;
-        let (mem_series, _) = fetch(metrics, &args.memory_query, &w).await?;
+        let scope = ctx.scope.as_deref().map(Vec::as_slice);
+        let (cpu_series, endpoint) = fetch(metrics, scope, &args.cpu_query, &w)
+            .await
+            .map_err(|e| e.about("cpu_query"))?;
+        check_usage(&cpu_series, "cpu_query", "cores", MAX_CPU_CORES, &endpoint)?;
+        let (mem_series, endpoint) = fetch(metrics, scope, &args.memory_query, &w)
+            .await
+            .map_err(|e| e.about("memory_query"))?;
+        check_usage(
+            &mem_series,
+            "memory_query",
+            "bytes",
+            MAX_MEMORY_BYTES,
+            &endpoint,
+        )?;
         let single = containers.len() == 1;
         let mut out = Vec::new();
         let (mut cpu_saving, mut mem_saving) = (0.0, 0.0);
@@ -237,7 +311,12 @@ impl Tool for Rightsizing {
                 .flat_map(|s| s.points.iter().copied())
                 .collect();
             let mut warnings = Vec::new();
-            let mem_limit = qty(c, "limits", "memory").and_then(|q| parse_memory(&q));
+            let mem_limit = sane_quantity(
+                qty(c, "limits", "memory").and_then(|q| parse_memory(&q)),
+                "memory limit (bytes)",
+                MAX_MEMORY_BYTES,
+                &mut warnings,
+            );
             let ooms: Vec<f64> = pods
                 .iter()
                 .flat_map(|p| {
@@ -275,9 +354,24 @@ impl Tool for Rightsizing {
             if mem_samples.len() < 2 * 288 {
                 warnings.push("less than 2 days of memory data: the daily peaks are few".into());
             }
-            let cur_cpu_req = qty(c, "requests", "cpu").and_then(|q| parse_cpu(&q));
-            let cur_cpu_lim = qty(c, "limits", "cpu").and_then(|q| parse_cpu(&q));
-            let cur_mem_req = qty(c, "requests", "memory").and_then(|q| parse_memory(&q));
+            let cur_cpu_req = sane_quantity(
+                qty(c, "requests", "cpu").and_then(|q| parse_cpu(&q)),
+                "CPU request (cores)",
+                MAX_CPU_CORES,
+                &mut warnings,
+            );
+            let cur_cpu_lim = sane_quantity(
+                qty(c, "limits", "cpu").and_then(|q| parse_cpu(&q)),
+                "CPU limit (cores)",
+                MAX_CPU_CORES,
+                &mut warnings,
+            );
+            let cur_mem_req = sane_quantity(
+                qty(c, "requests", "memory").and_then(|q| parse_memory(&q)),
+                "memory request (bytes)",
+                MAX_MEMORY_BYTES,
+                &mut warnings,
+            );
             let mut rec = std::collections::BTreeMap::new();
             if let Some(r) = &cpu {
                 rec.insert("requests.cpu".into(), fmt_cpu(r.target));
@@ -286,7 +380,17 @@ impl Tool for Rightsizing {
                         rec.insert("limits.cpu".into(), "none (no CPU limit)".into());
                     }
                     (Profile::Vpa, Some(req), Some(lim)) if req > 0.0 => {
-                        rec.insert("limits.cpu".into(), fmt_cpu(r.target * lim / req));
+                        // the VPA keeps the limit/request ratio; a tiny request with a large
+                        // limit would make the ratio, and so the limit, absurd
+                        let limit = r.target * lim / req;
+                        if limit <= MAX_CPU_CORES {
+                            rec.insert("limits.cpu".into(), fmt_cpu(limit));
+                        } else {
+                            warnings.push(format!(
+                                "keeping the current CPU limit/request ratio ({:.0}) would make the limit {limit:.0} cores, more than {MAX_CPU_CORES}: no CPU limit is proposed",
+                                lim / req
+                            ));
+                        }
                     }
                     _ => {}
                 }
@@ -321,6 +425,18 @@ impl Tool for Rightsizing {
                 samples: (cpu_samples.len(), mem_samples.len()),
                 warnings,
             });
+        }
+        // inputs are bounded above, so this holds; checked so that no inf or NaN is ever
+        // printed as a saving
+        for (what, v) in [
+            ("cpu_saving_cores", cpu_saving),
+            ("memory_saving_bytes", mem_saving),
+        ] {
+            if !v.is_finite() {
+                return Err(ToolError::Internal(format!(
+                    "{what} came out as {v}; it must be a finite number"
+                )));
+            }
         }
         Ok(Output {
             namespace: args.namespace,
@@ -357,5 +473,76 @@ impl Tool for Rightsizing {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn absurd_current_quantities_are_left_out_with_a_warning() {
+        let mut w = Vec::new();
+        assert_eq!(
+            sane_quantity(parse_cpu("250m"), "CPU request", MAX_CPU_CORES, &mut w),
+            Some(0.25)
+        );
+        assert_eq!(
+            sane_quantity(None, "CPU request", MAX_CPU_CORES, &mut w),
+            None
+        );
+        assert!(w.is_empty());
+        // 1e400 parses to inf
+        assert_eq!(
+            sane_quantity(
+                parse_cpu("1e400"),
+                "CPU limit (cores)",
+                MAX_CPU_CORES,
+                &mut w
+            ),
+            None
+        );
+        assert_eq!(
+            sane_quantity(
+                parse_memory("9000000Ti"),
+                "memory limit (bytes)",
+                MAX_MEMORY_BYTES,
+                &mut w
+            ),
+            None
+        );
+        assert_eq!(w.len(), 2);
+        assert!(
+            w[0].contains("CPU limit (cores) (inf) is outside 0 to 2048"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("memory limit (bytes) (9.895604649984e18)"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn usage_samples_outside_the_range_are_named() {
+        let s = Series {
+            labels: BTreeMap::from([("pod".to_string(), "p".to_string())]),
+            points: vec![(0, 0.5), (60, f64::NAN), (120, -0.1)],
+        };
+        let e = check_usage(&[s], "cpu_query", "cores", MAX_CPU_CORES, "prom")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "cpu_query: prom answered -0.1 cores at 1970-01-01T00:02:00Z for the series {pod=p}"
+            ),
+            "{e}"
+        );
+        let ok = Series {
+            labels: BTreeMap::new(),
+            points: vec![(0, 0.5), (60, f64::NAN)],
+        };
+        check_usage(&[ok], "cpu_query", "cores", MAX_CPU_CORES, "prom").unwrap();
     }
 }

@@ -1045,6 +1045,97 @@ async fn errors_are_mapped_and_only_throttling_is_retried() {
     assert_eq!(server.requests().len(), 4, "4 attempts in all");
 }
 
+#[tokio::test]
+async fn a_namespace_scoped_server_lists_only_alarms_on_its_namespaces() {
+    init();
+    let server = Recorder::start().await;
+    let alarm = |name: &str, cw_namespace: &str, namespace: Option<&str>| {
+        let mut dims = vec![cbor_map(vec![
+            ("Name", C::s("ClusterName")),
+            ("Value", C::s("prod")),
+        ])];
+        if let Some(ns) = namespace {
+            dims.push(cbor_map(vec![
+                ("Name", C::s("Namespace")),
+                ("Value", C::s(ns)),
+            ]));
+        }
+        cbor_map(vec![
+            ("AlarmName", C::s(name)),
+            ("StateValue", C::s("ALARM")),
+            (
+                "StateReason",
+                C::s("Threshold Crossed: 1 datapoint [97.5] > 90"),
+            ),
+            ("Namespace", C::s(cw_namespace)),
+            ("MetricName", C::s("pod_cpu_utilization")),
+            ("Dimensions", C::Arr(dims)),
+            ("Statistic", C::s("Average")),
+            ("Period", C::I(60)),
+            ("Threshold", C::F(90.0)),
+        ])
+    };
+    server.push(Reply::ok(cbor_map(vec![
+        (
+            "MetricAlarms",
+            C::Arr(vec![
+                alarm("shop-cpu", "ContainerInsights", Some("shop")),
+                alarm("data-cpu", "ContainerInsights", Some("data")),
+                alarm("cluster-cpu", "ContainerInsights", None),
+                alarm("ec2-cpu", "AWS/EC2", Some("shop")),
+            ]),
+        ),
+        (
+            "CompositeAlarms",
+            C::Arr(vec![cbor_map(vec![
+                ("AlarmName", C::s("any")),
+                ("StateValue", C::s("ALARM")),
+                ("AlarmRule", C::s("ALARM(\"data-cpu\")")),
+            ])]),
+        ),
+    ])));
+    let cw = client_for(&server.url(), TIMEOUT).await;
+    let sandbox = eks_ops_mcp::sandbox::Sandbox::start(
+        &eks_ops_mcp::sandbox::Scenario::builtin().unwrap(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let ctx = eks_ops_mcp::tools::ToolContext::new(sandbox.cluster().unwrap())
+        .with_metrics(Arc::new(eks_ops_mcp::metrics::Metrics {
+            prometheus: None,
+            cloudwatch: Some(cw),
+        }))
+        .with_scope(vec!["shop".into()]);
+    let srv =
+        eks_ops_mcp::server::EksOpsServer::new(ctx, eks_ops_mcp::server::ServerSettings::default());
+    let r = srv
+        .call(
+            "get_alarms",
+            json!({"limit": 10}).as_object().cloned().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{:?}", r.content);
+    let v = r.structured_content.unwrap();
+    let names: Vec<&str> = v["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop-cpu"]);
+    assert_eq!(v["out_of_scope"], 4);
+    let text: Vec<String> = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    assert!(text.join("\n").contains("4 alarm(s) left out"), "{text:?}");
+    // read a full page, so that filtering shrinks the answer as little as it can
+    assert_eq!(server.requests()[0].body["MaxRecords"], 100);
+}
+
 // ---- A recording HTTP server answering CBOR --------------------------------------------
 
 /// A CBOR value to encode.

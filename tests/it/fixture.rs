@@ -212,3 +212,27 @@ pub fn text(r: &CallToolResult) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A read-only server over the built-in sandbox limited to `namespaces`, as `--namespaces`
+/// makes it (the guard's own namespace list matters to mutations only).
+pub async fn start_scoped(namespaces: &[&str]) -> Fixture {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let scenario = Scenario::builtin().expect("built-in scenario loads");
+    let sandbox = Sandbox::start(&scenario, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("sandbox starts");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ToolContext::new(sandbox.cluster().unwrap())
+        .with_metrics(sandbox_metrics(&sandbox))
+        .with_forecast_store(Arc::new(ForecastStore::new(
+            dir.path().join("forecasts.jsonl"),
+        )))
+        .with_scope(namespaces.iter().map(|s| s.to_string()).collect());
+    let server = EksOpsServer::new(ctx, ServerSettings::default());
+    Fixture {
+        sandbox,
+        server,
+        audit_path: None,
+        _dir: Some(dir),
+    }
+}

@@ -8,6 +8,7 @@ mod forecast_tools;
 mod guard_hardening;
 mod kubeconfig;
 mod kubectl;
+mod metrics_scope;
 mod metrics_tools;
 mod mutations;
 mod nab;
