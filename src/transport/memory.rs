@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::OpenSessions;
 
-/// How often the number of open sessions is looked at.
-const CHECK_EVERY: Duration = Duration::from_secs(15);
+/// How often the number of open sessions is looked at (a read lock and a length: cheap;
+/// rarer checks would miss a burst of sessions that opens and expires between two).
+const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Hand free heap memory back to the OS (a no-op where the allocator is not glibc's).
 pub fn release_free_memory() {
