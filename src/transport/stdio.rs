@@ -235,21 +235,28 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     session: Shared,
 ) {
     while let Some(out) = rx.next().await {
-        let value = match out {
-            Out::Own(v) => v,
+        let text = match out {
+            Out::Own(v) => serde_json::to_vec(&v),
             Out::Rmcp(msg) => {
-                let v = match serde_json::to_value(&*msg) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!("cannot serialise a message for stdout: {e}");
-                        continue;
+                match &*msg {
+                    ServerJsonRpcMessage::Response(r) => answered(&r.id, true, &session),
+                    ServerJsonRpcMessage::Error(e) => {
+                        if let Some(id) = &e.id {
+                            answered(id, false, &session);
+                        }
                     }
-                };
-                answered(&v, &session);
-                v
+                    _ => {}
+                }
+                serde_json::to_vec(&*msg)
             }
         };
-        let mut line = value.to_string().into_bytes();
+        let mut line = match text {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!("cannot serialise a message for stdout: {e}");
+                continue;
+            }
+        };
         line.push(b'\n');
         if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
             // stdout is gone: nothing more can reach the client
@@ -258,17 +265,13 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     }
 }
 
-/// rmcp answered a request: its id is free again; a successful answer to anything but a
+/// rmcp answered request `id`: the id is free again; a successful answer to anything but a
 /// ping or discovery means the session has started.
-fn answered(v: &Value, session: &Shared) {
-    let Some(obj) = v.as_object() else { return };
-    if obj.contains_key("method") || !(obj.contains_key("result") || obj.contains_key("error")) {
-        return;
-    }
-    let Some(id) = obj.get("id") else { return };
+fn answered(id: &rmcp::model::RequestId, success: bool, session: &Shared) {
+    let key = serde_json::to_string(id).unwrap_or_default();
     let mut s = lock(session);
-    if let Some(method) = s.in_flight.remove(&id.to_string())
-        && obj.contains_key("result")
+    if let Some(method) = s.in_flight.remove(&key)
+        && success
         && method != "ping"
         && method != "server/discover"
     {
@@ -704,7 +707,7 @@ mod tests {
         assert_eq!(code_and_id(&judge(call, &s)).0, 0);
         assert_eq!(code_and_id(&judge(call, &s)), (INVALID_REQUEST, json!(1)));
         // the answer frees the id
-        answered(&json!({"jsonrpc":"2.0","id":1,"result":{}}), &s);
+        answered(&rmcp::model::RequestId::Number(1), true, &s);
         assert_eq!(code_and_id(&judge(call, &s)).0, 0);
         // an unknown method is rmcp's to answer (-32601)
         let custom = br#"{"jsonrpc":"2.0","id":2,"method":"no/such","params":{}}"#;
