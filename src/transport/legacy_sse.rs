@@ -9,8 +9,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -21,6 +19,7 @@ use futures::{SinkExt, Stream, StreamExt};
 use rmcp::ServiceExt;
 use rmcp::model::ClientJsonRpcMessage;
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::server::EksOpsServer;
 
@@ -29,7 +28,7 @@ use crate::server::EksOpsServer;
 struct Session {
     /// Sender of client messages into the session.
     tx: mpsc::Sender<ClientJsonRpcMessage>,
-    /// When the client last posted a message (or opened the stream).
+    /// When the client last posted a message, or the server sent one (or the stream opened).
     last_seen: Arc<Mutex<Instant>>,
 }
 
@@ -76,7 +75,7 @@ pub struct LegacyState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Most sessions open at once.
     pub max_sessions: usize,
-    /// A session whose client posts nothing for this long is closed (its stream ends).
+    /// A session without messages either way for this long is closed (its stream ends).
     pub idle_timeout: Duration,
 }
 
@@ -158,8 +157,13 @@ fn open_session(state: LegacyState) -> Sse<impl Stream<Item = Result<Event, Infa
     let endpoint = format!("{}?sessionId={id}", state.message_path);
     let first =
         futures::stream::once(async move { Ok(Event::default().event("endpoint").data(endpoint)) });
+    let active = last_seen.clone();
     let messages = server_rx.map(move |msg| {
         let _keep = &guard;
+        // the server talking (a long tool call's progress, its answer) is activity too
+        if let Ok(mut t) = active.lock() {
+            *t = Instant::now();
+        }
         let data = serde_json::to_string(&msg).unwrap_or_else(|e| {
             format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"serialisation failed: {e}"}}}}"#)
         });
