@@ -3,11 +3,14 @@
 
 1. stdio: time from process start to the tools/list answer; resident memory idle and
    after 1,000 tool calls; round-trip latency of calls over stdio.
-2. Streamable HTTP: throughput of tool calls with 16 concurrent clients (httpx), each
-   with its own MCP session.
+2. Streamable HTTP: throughput of tool calls with 1 client and with 16 concurrent clients
+   (httpx), each with its own MCP session.
+3. Abandoned sessions: resident memory after 1,000 Streamable HTTP sessions are opened and
+   left, and after they expire (--session-idle SECONDS sets the server's idle timeout).
 
 Speaks raw JSON-RPC so that the client adds as little as possible.
 Usage: python bench/mcp_bench.py [--bin PATH] [--calls 1000] [--clients 16] [--http-calls 200]
+                                [--sessions 1000] [--session-idle SECONDS]
 """
 import argparse
 import asyncio
@@ -143,24 +146,36 @@ async def http_client(httpx, url, n, lat):
             assert "result" in msg and not msg["result"].get("isError"), msg
 
 
-def bench_http(binary, clients, per_client):
+def import_httpx():
     try:
         import httpx
     except ImportError:  # the mcp SDK 2.x ships httpx2
         import httpx2 as httpx
-    p = subprocess.Popen([binary, "serve", "--sandbox", "--http", "127.0.0.1:0", "--log", "warn"],
+    return httpx
+
+
+def start_http(binary, *extra):
+    """Start an HTTP server; returns (process, /mcp URL)."""
+    p = subprocess.Popen([binary, "serve", "--sandbox", "--http", "127.0.0.1:0", "--log", "warn", *extra],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env=server_env())
+    port = None
+    deadline = time.time() + 30
+    while time.time() < deadline and port is None:
+        line = p.stderr.readline()
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line or "")
+        if m:
+            port = int(m.group(1))
+    if not port:
+        p.kill()
+        raise RuntimeError("server did not report its port")
+    return p, f"http://127.0.0.1:{port}/mcp"
+
+
+def bench_http(binary, clients, per_client):
+    httpx = import_httpx()
+    p, url = start_http(binary)
     try:
-        port = None
-        deadline = time.time() + 30
-        while time.time() < deadline and port is None:
-            line = p.stderr.readline()
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line or "")
-            if m:
-                port = int(m.group(1))
-        assert port, "server did not report its port"
-        url = f"http://127.0.0.1:{port}/mcp"
         lat = []
 
         async def run():
@@ -172,9 +187,45 @@ def bench_http(binary, clients, per_client):
         wall = time.perf_counter() - t
         cpu = cpu_s(p.pid) - cpu0
         rss = rss_kib(p.pid)
-        return {"http_clients": clients, "http_calls": len(lat), "http_calls_per_s": len(lat) / wall,
-                "http_call_p50_ms": pct(lat, 0.5) * 1000, "http_call_p99_ms": pct(lat, 0.99) * 1000,
-                "server_cpu_ms_per_http_call": cpu * 1000 / len(lat), "rss_after_http_mib": rss / 1024}
+        k = f"http_{clients}c"
+        return {f"{k}_calls": len(lat), f"{k}_calls_per_s": len(lat) / wall,
+                f"{k}_call_p50_ms": pct(lat, 0.5) * 1000, f"{k}_call_p99_ms": pct(lat, 0.99) * 1000,
+                f"{k}_server_cpu_ms_per_call": cpu * 1000 / len(lat), f"rss_after_{k}_mib": rss / 1024}
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def bench_abandoned_sessions(binary, sessions, idle):
+    """RSS before, after `sessions` initialized-then-abandoned sessions, and `idle` + 20 s later
+    (the server's idle timeout set to `idle` if given, else its default)."""
+    httpx = import_httpx()
+    extra = ("--http-session-idle-timeout", str(idle)) if idle else ()
+    p, url = start_http(binary, *extra)
+    hdr = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": PROTO, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}
+    try:
+        time.sleep(0.5)
+        before = rss_kib(p.pid)
+        opened = 0
+        with httpx.Client(timeout=30) as c:
+            for _ in range(sessions):
+                r = c.post(url, headers=hdr, json=init)
+                sid = r.headers.get("mcp-session-id")
+                if r.status_code != 200 or not sid:
+                    continue
+                opened += 1
+                h = dict(hdr, **{"MCP-Protocol-Version": PROTO, "Mcp-Session-Id": sid})
+                c.post(url, headers=h, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        time.sleep(1)
+        after = rss_kib(p.pid)
+        wait = (idle or 0) + 20
+        time.sleep(wait)
+        later = rss_kib(p.pid)
+        return {"abandoned_sessions_opened": opened, "rss_before_sessions_mib": before / 1024,
+                f"rss_after_{sessions}_abandoned_mib": after / 1024,
+                f"rss_{wait}s_later_mib": later / 1024}
     finally:
         p.terminate()
         p.wait(timeout=10)
@@ -187,15 +238,23 @@ def main():
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--http-calls", type=int, default=200, help="calls per HTTP client")
+    ap.add_argument("--sessions", type=int, default=1000, help="abandoned sessions (0: skip)")
+    ap.add_argument("--session-idle", type=int, default=0, help="server's session idle timeout, s")
+    ap.add_argument("--only", choices=["stdio", "http", "sessions"], help="run one part")
     a = ap.parse_args()
     out = {}
-    starts = []
-    for _ in range(5):
-        r = bench_stdio(a.bin, 50)
-        starts.append(r["startup_to_tools_list_ms"])
-    out["startup_to_tools_list_ms_median_of_5"] = statistics.median(starts)
-    out.update(bench_stdio(a.bin, a.calls))
-    out.update(bench_http(a.bin, a.clients, a.http_calls))
+    if a.only in (None, "stdio"):
+        starts = []
+        for _ in range(5):
+            r = bench_stdio(a.bin, 50)
+            starts.append(r["startup_to_tools_list_ms"])
+        out["startup_to_tools_list_ms_median_of_5"] = statistics.median(starts)
+        out.update(bench_stdio(a.bin, a.calls))
+    if a.only in (None, "http"):
+        out.update(bench_http(a.bin, 1, a.http_calls * 2))
+        out.update(bench_http(a.bin, a.clients, a.http_calls))
+    if a.only in (None, "sessions") and a.sessions:
+        out.update(bench_abandoned_sessions(a.bin, a.sessions, a.session_idle))
     for k, v in out.items():
         print(f"{k:40s} {v:10.2f}" if isinstance(v, float) else f"{k:40s} {v:10d}")
 

@@ -19,8 +19,31 @@ use eks_ops_mcp::policy::{self, PolicyEngine};
 use eks_ops_mcp::sandbox::{Sandbox, Scenario};
 use eks_ops_mcp::server::{EksOpsServer, ServerSettings};
 use eks_ops_mcp::tools::{self, ToolContext};
-use eks_ops_mcp::transport::{self, http::HttpSettings};
+use eks_ops_mcp::transport::{self, accept::ConnectionLimits, http::HttpSettings};
 use tokio_util::sync::CancellationToken;
+
+/// A line on stderr that never fails: stderr may be closed or full (`2>/dev/full`), and
+/// the server must keep serving (`eprintln!` panics then).
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// The log writer: stderr, with write errors dropped so that logging cannot stop the server.
+struct LenientStderr;
+
+impl std::io::Write for LenientStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -169,6 +192,25 @@ struct ServeArgs {
     /// Extra Origin to accept over HTTP (repeatable), e.g. https://console.example.com.
     #[arg(long = "allowed-origin")]
     allowed_origins: Vec<String>,
+    /// Largest JSON-RPC message accepted, in bytes: an HTTP request body, or a line on stdin.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    max_message_bytes: u64,
+    /// Most HTTP connections open at once; further clients wait until one closes.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    http_max_connections: u64,
+    /// Seconds a client has to send a request's headers; also how long an idle kept-alive
+    /// connection stays open.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_header_timeout: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_body_timeout: u64,
+    /// Most MCP sessions open at once over HTTP (Streamable HTTP and legacy SSE each).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    http_max_sessions: u64,
+    /// Seconds after which an HTTP MCP session without requests is closed.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    http_session_idle_timeout: u64,
     /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -416,7 +458,7 @@ async fn build_server(args: &ServeArgs) -> Result<(EksOpsServer, Option<Sandbox>
             .await
             .map_err(|e| e.to_string())?;
         if args.print_kubeconfig {
-            eprintln!("{}", sb.kubeconfig());
+            note!("{}", sb.kubeconfig());
         }
         if let Some(p) = &args.kubeconfig_out {
             write_kubeconfig(p, &sb.kubeconfig())?;
@@ -488,7 +530,8 @@ async fn build_server(args: &ServeArgs) -> Result<(EksOpsServer, Option<Sandbox>
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let (server, _sandbox) = build_server(&args).await?;
     let Some(addr) = args.http else {
-        return transport::serve_stdio(server)
+        let max_line = usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX);
+        return transport::stdio::serve_stdio_with_limit(server, max_line)
             .await
             .map_err(|e| e.to_string());
     };
@@ -511,6 +554,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         auth_token,
         allowed_hosts: args.allowed_hosts,
         allowed_origins: args.allowed_origins,
+        limits: ConnectionLimits {
+            max_connections: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_secs(args.http_header_timeout),
+            body_read_timeout: Duration::from_secs(args.http_body_timeout),
+            ..ConnectionLimits::default()
+        },
+        max_body_bytes: usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX),
+        max_sessions: usize::try_from(args.http_max_sessions).unwrap_or(usize::MAX),
+        session_idle_timeout: Duration::from_secs(args.http_session_idle_timeout),
     };
     let listener = transport::http::bind(&settings)
         .await
@@ -518,7 +570,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, "serving MCP over HTTP: /mcp (Streamable HTTP), /sse + /message (legacy SSE), /healthz");
     // A machine-readable line on stderr so scripts and tests can find the port.
-    eprintln!("eks-ops-mcp listening on http://{local}");
+    note!("eks-ops-mcp listening on http://{local}");
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
     transport::http::serve(listener, server, settings, token)
@@ -629,7 +681,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
         Some(p) => write_kubeconfig(p, &sb.kubeconfig())?,
         None => println!("{}", sb.kubeconfig()),
     }
-    eprintln!(
+    note!(
         "sandbox cluster {:?} serving the Kubernetes API on {}",
         sb.scenario_name(),
         sb.url()
@@ -772,8 +824,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LenientStderr)
         .with_ansi(false)
+        // on a failed write tracing would report it with eprintln!, which panics
+        .log_internal_errors(false)
         .init();
     // One TLS crypto provider for every client (kube today, AWS SDKs later).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -783,7 +837,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -806,7 +860,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -19,25 +19,32 @@ use futures::{SinkExt, Stream, StreamExt};
 use rmcp::ServiceExt;
 use rmcp::model::ClientJsonRpcMessage;
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::server::EksOpsServer;
 
-/// Largest accepted message body.
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// One open legacy session.
+#[derive(Clone)]
+struct Session {
+    /// Sender of client messages into the session.
+    tx: mpsc::Sender<ClientJsonRpcMessage>,
+    /// When the client last posted a message, or the server sent one (or the stream opened).
+    last_seen: Arc<Mutex<Instant>>,
+}
 
-/// Open legacy sessions: session id → sender of client messages into that session.
+/// Open legacy sessions: session id → the session.
 #[derive(Clone, Default)]
 pub struct LegacySessions {
-    inner: Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>,
+    inner: Arc<Mutex<HashMap<String, Session>>>,
 }
 
 impl LegacySessions {
-    fn insert(&self, id: String, tx: mpsc::Sender<ClientJsonRpcMessage>) {
+    fn insert(&self, id: String, session: Session) {
         if let Ok(mut m) = self.inner.lock() {
-            m.insert(id, tx);
+            m.insert(id, session);
         }
     }
-    fn get(&self, id: &str) -> Option<mpsc::Sender<ClientJsonRpcMessage>> {
+    fn get(&self, id: &str) -> Option<Session> {
         self.inner.lock().ok().and_then(|m| m.get(id).cloned())
     }
     fn remove(&self, id: &str) {
@@ -66,6 +73,25 @@ pub struct LegacyState {
     pub message_path: String,
     /// Cancelled when the server shuts down: every open stream then ends.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Most sessions open at once.
+    pub max_sessions: usize,
+    /// A session without messages either way for this long is closed (its stream ends).
+    pub idle_timeout: Duration,
+}
+
+/// Resolves once `last_seen` is more than `idle` ago.
+async fn idle_for(last_seen: Arc<Mutex<Instant>>, idle: Duration) {
+    loop {
+        let seen = last_seen
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Instant::now());
+        let due = seen + idle;
+        if Instant::now() >= due {
+            return;
+        }
+        tokio::time::sleep_until(due).await;
+    }
 }
 
 /// Removes the session when the SSE stream is dropped (client went away).
@@ -82,13 +108,36 @@ impl Drop for SessionGuard {
 }
 
 /// `GET /sse`: open a session; the first event names the message endpoint.
-pub async fn sse_handler(
-    State(state): State<LegacyState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn sse_handler(State(state): State<LegacyState>) -> Response {
+    let open = state.sessions.len();
+    if open >= state.max_sessions {
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "{open} legacy SSE sessions are open, the most this server keeps; retry later"
+            ),
+        );
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("30"),
+        );
+        return resp;
+    }
+    open_session(state).into_response()
+}
+
+fn open_session(state: LegacyState) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (client_tx, client_rx) = mpsc::channel::<ClientJsonRpcMessage>(64);
     let (server_tx, server_rx) = mpsc::channel(64);
-    state.sessions.insert(id.clone(), client_tx);
+    let last_seen = Arc::new(Mutex::new(Instant::now()));
+    state.sessions.insert(
+        id.clone(),
+        Session {
+            tx: client_tx,
+            last_seen: last_seen.clone(),
+        },
+    );
     let server = state.server.clone();
     let session_id = id.clone();
     tokio::spawn(async move {
@@ -108,17 +157,26 @@ pub async fn sse_handler(
     let endpoint = format!("{}?sessionId={id}", state.message_path);
     let first =
         futures::stream::once(async move { Ok(Event::default().event("endpoint").data(endpoint)) });
+    let active = last_seen.clone();
     let messages = server_rx.map(move |msg| {
         let _keep = &guard;
+        // the server talking (a long tool call's progress, its answer) is activity too
+        if let Ok(mut t) = active.lock() {
+            *t = Instant::now();
+        }
         let data = serde_json::to_string(&msg).unwrap_or_else(|e| {
             format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"serialisation failed: {e}"}}}}"#)
         });
         Ok(Event::default().event("message").data(data))
     });
     let shutdown = state.shutdown.clone();
-    let stream = first
-        .chain(messages)
-        .take_until(async move { shutdown.cancelled_owned().await });
+    let idle = idle_for(last_seen, state.idle_timeout);
+    let stream = first.chain(messages).take_until(async move {
+        tokio::select! {
+            () = shutdown.cancelled_owned() => {}
+            () = idle => tracing::info!("legacy SSE session idle too long; closing it"),
+        }
+    });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -147,15 +205,16 @@ pub async fn message_handler(
             "missing sessionId query parameter; use the endpoint announced on GET /sse",
         );
     };
-    let Some(mut tx) = state.sessions.get(&id) else {
+    let Some(session) = state.sessions.get(&id) else {
         return error(
             StatusCode::NOT_FOUND,
             "unknown or closed session; open a new one with GET /sse",
         );
     };
-    if body.len() > MAX_MESSAGE_BYTES {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "message larger than 4 MiB");
+    if let Ok(mut t) = session.last_seen.lock() {
+        *t = Instant::now();
     }
+    let mut tx = session.tx;
     let msg: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {

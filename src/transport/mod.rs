@@ -1,21 +1,9 @@
 //! Transports: stdio, Streamable HTTP and legacy HTTP+SSE.
 
+pub mod accept;
 pub mod http;
 pub mod legacy_sse;
+pub mod memory;
+pub mod stdio;
 
-use rmcp::ServiceExt;
-
-use crate::server::EksOpsServer;
-
-/// Serve one MCP session over stdin/stdout until the client closes it.
-pub async fn serve_stdio(server: EksOpsServer) -> Result<(), std::io::Error> {
-    let running = server
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| std::io::Error::other(format!("MCP initialisation over stdio failed: {e}")))?;
-    running
-        .waiting()
-        .await
-        .map_err(|e| std::io::Error::other(format!("MCP session ended with an error: {e}")))?;
-    Ok(())
-}
+pub use stdio::serve_stdio;
