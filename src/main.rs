@@ -730,7 +730,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // every record masked and bounded: crates log what they like (kube logs a whole
+        // API response when it cannot parse it)
+        .with_writer(eks_ops_mcp::redact::RedactingWriter)
         .with_ansi(false)
         .init();
     // One TLS crypto provider for every client (kube today, AWS SDKs later).

@@ -58,15 +58,13 @@ impl Tool for GetAlarms {
         })
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/alarms/*/state_reason", "/alarms/*/description"];
+
     fn summary(out: &Output) -> String {
         let firing = out.alarms.iter().filter(|a| a.state == "ALARM").count();
         let mut s = format!("{} alarm(s), {firing} in ALARM.", out.alarms.len());
         for a in out.alarms.iter().filter(|a| a.state == "ALARM").take(8) {
-            s.push_str(&format!(
-                "\n{}: {}",
-                a.name,
-                a.state_reason.clone().unwrap_or_default()
-            ));
+            s.push_str(&format!("\n{}", a.name));
         }
         s
     }
