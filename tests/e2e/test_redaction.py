@@ -45,12 +45,12 @@ SECRET_KEY = cat("wJalrXUtnFEMI/K7MDENG/", "bPxRfiCYzzEXAMPLEKEY")
 SESSION = cat("FwoGZXIvYXdzEXAMPLE", "sessionTokenValue0123456789")
 KEY_ID = cat("AKIA", "ZZEXAMPLE0123456")
 JWT = cat("eyJhbGciOiJIUzI1NiJ9.", "eyJzdWIiOiJsZWFreSJ9.", "c2lnbmF0dXJlT2ZMZWFreQ")
-STRIPE = cat("sk", "_live_", "EXAMPLEstripeLogKey0123")
+STRIPE = cat("sk", "_live_", "EXAMPLEstripeLogKey01234")
 SLACK = cat("xo", "xb-", "123456789012-123456789012-EXAMPLEslackBotTok")
 NPM = cat("np", "m_", "EXAMPLEnpmTokenValue0123456789abcdef")
 SENDGRID = cat("S", "G.", "EXAMPLEsendgridKey0123", ".", "EXAMPLEsendgridSecretPart0123456789abcdefghi")
 GITLAB = cat("gl", "pat-", "EXAMPLEgitlabToken012")
-OPENAI = cat("sk-", "proj-", "EXAMPLEopenAiKey0123456789T3BlbkFJabcdefghij")
+OPENAI = cat("sk-", "proj-", "EXAMPLEopenAiKey0123", "T3Blbk", "FJ", "abcdefghij0123456789")
 BASIC = base64.b64encode(b"nodeUser:nodePassLeak").decode()
 PEM_BODY = "MIIEowIBAAKCAQEAleakyPemBodyLineEXAMPLE0123456789abcdefghijklmn"
 PEM_BEGIN = cat("-----BEGIN RSA ", "PRIVATE KEY-----")
@@ -262,7 +262,18 @@ def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_scanner_finds_the_planted_credentials(scenario_file: Path) -> None:
     """The control: the scanner is effective on this material before the server masks it."""
     types = {t for _, _, t in scan([scenario_file])}
-    for expected in ["GitHub Token", "AWS Access Key", "JSON Web Token", "Stripe Access Key", "Private Key", "Secret Keyword"]:
+    for expected in [
+        "GitHub Token",
+        "AWS Access Key",
+        "JSON Web Token",
+        "Stripe Access Key",
+        "Private Key",
+        "Slack Token",
+        "SendGrid API Key",
+        "GitLab Token",
+        "OpenAI Token",
+        "Basic Auth Credentials",
+    ]:
         assert expected in types, f"{expected} not detected in the raw scenario: {types}"
 
 
@@ -276,7 +287,7 @@ async def test_no_read_tool_output_audit_record_or_log_line_carries_a_credential
         ) as c:
             with anyio.fail_after(REQUEST_TIMEOUT * 4):
                 listing = await c.session.list_tools()
-                read_tools = {t.name for t in listing.tools if t.annotations and t.annotations.readOnlyHint}
+                read_tools = {t.name for t in listing.tools if t.annotations and t.annotations.read_only_hint}
                 assert read_tools == set(READ_CALLS), f"read tools and calls differ: {read_tools ^ set(READ_CALLS)}"
                 answered = 0
                 for name, args in READ_CALLS.items():
@@ -303,7 +314,7 @@ async def test_no_read_tool_output_audit_record_or_log_line_carries_a_credential
         assert not leaked, f"{f.name} carries planted values {leaked}"
     # the masks are where the secrets were
     logs = (tmp_path / "get_pod_logs.out").read_text()
-    assert "[REDACTED:private-key]" in logs and "[REDACTED:jwt]" in logs and "[REDACTED:stripe-key]" in logs
+    assert "[REDACTED:private-key]" in logs and "Bearer [REDACTED]" in logs and "[REDACTED:stripe-key]" in logs
     events = (tmp_path / "get_events.out").read_text()
     assert "[REDACTED:slack-token]" in events and "password=[REDACTED]" in events
 
