@@ -31,20 +31,6 @@ macro_rules! note {
     }};
 }
 
-/// The log writer: stderr, with write errors dropped so that logging cannot stop the server.
-struct LenientStderr;
-
-impl std::io::Write for LenientStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
-
 #[derive(Parser)]
 #[command(
     name = "eks-ops-mcp",
@@ -824,7 +810,9 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| LenientStderr)
+        // every record masked and bounded (crates log what they like: kube logs a whole API
+        // response when it cannot parse it), and a failed write dropped, never fatal
+        .with_writer(eks_ops_mcp::redact::RedactingWriter)
         .with_ansi(false)
         // on a failed write tracing would report it with eprintln!, which panics
         .log_internal_errors(false)

@@ -647,7 +647,7 @@ impl Guard {
 
     fn record_decision(&self, caller: &Caller, report: &MutationReport) -> Result<(), ToolError> {
         self.audit
-            .append(json!({
+            .append(crate::redact::redacted(json!({
                 "phase": "decided",
                 "principal": caller.principal,
                 "tool": report.action,
@@ -656,7 +656,7 @@ impl Guard {
                 "facts": report.facts,
                 "decision": report.decision,
                 "approval": report.approval,
-            }))
+            })))
             .map(|_| ())
             .map_err(|e| {
                 ToolError::Internal(format!(

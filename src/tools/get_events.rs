@@ -244,6 +244,8 @@ impl Tool for GetEvents {
         })
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/events/*/message"];
+
     fn summary(out: &Output) -> String {
         let warnings = out
             .events
@@ -261,8 +263,12 @@ impl Tool for GetEvents {
         );
         for e in out.events.iter().take(5) {
             s.push_str(&format!(
-                "\n{} {} {}/{} x{}: {}",
-                e.last_seen, e.reason, e.kind, e.name, e.count, e.message
+                "\n{} {} {}/{} x{}",
+                e.last_seen,
+                super::untrusted::word(&e.reason),
+                e.kind,
+                e.name,
+                e.count
             ));
         }
         s

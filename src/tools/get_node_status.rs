@@ -246,11 +246,18 @@ impl Tool for GetNodeStatus {
         Ok(Output { nodes: out })
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/nodes/*/conditions/*/message"];
+
     fn summary(out: &Output) -> String {
         let bad = out.nodes.iter().filter(|n| !n.problems.is_empty()).count();
         let mut s = format!("{} node(s), {bad} with problems.", out.nodes.len());
         for n in out.nodes.iter().filter(|n| !n.problems.is_empty()) {
-            s.push_str(&format!("\n{}: {}", n.name, n.problems.join(", ")));
+            let problems: Vec<&str> = n
+                .problems
+                .iter()
+                .map(|p| super::untrusted::word(p))
+                .collect();
+            s.push_str(&format!("\n{}: {}", n.name, problems.join(", ")));
         }
         s
     }

@@ -172,6 +172,8 @@ impl Tool for GetPodLogs {
         Ok(shape(&args, container, &text, grep.as_ref(), limit_bytes))
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/lines/*"];
+
     fn summary(out: &Output) -> String {
         let mut s = format!(
             "{} line(s) from {}/{} container {}{}",
@@ -201,10 +203,6 @@ impl Tool for GetPodLogs {
             ));
         }
         s.push('.');
-        for l in out.lines.iter().rev().take(3).rev() {
-            s.push('\n');
-            s.push_str(l);
-        }
         s
     }
 }
@@ -222,12 +220,8 @@ fn shape(
     let mut redacted = 0;
     // Mask first, then filter: grep must never see a credential, or a caller could recover it
     // one character at a time from match counts.
-    let mut lines: Vec<String> = raw
+    let mut lines: Vec<String> = redact::mask_lines(raw)
         .into_iter()
-        .map(|l| {
-            let (masked, changed) = redact::mask(l);
-            (masked, changed)
-        })
         .filter(|(l, _)| grep.is_none_or(|g| g.is_match(l)))
         .map(|(l, changed)| {
             redacted += usize::from(changed);

@@ -344,13 +344,19 @@ impl Tool for GetPodStatus {
         })
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/pods/*/containers/*/message"];
+
     fn summary(out: &Output) -> String {
         let bad: Vec<&PodInfo> = out.pods.iter().filter(|p| unhealthy(p)).collect();
         let mut s = format!("{} pod(s), {} need attention.", out.pods.len(), bad.len());
         for p in bad.iter().take(8) {
             s.push_str(&format!(
                 "\n{}/{}: {} ready {} restarts {}",
-                p.namespace, p.name, p.status, p.ready, p.restarts
+                p.namespace,
+                p.name,
+                super::untrusted::word(&p.status),
+                p.ready,
+                p.restarts
             ));
         }
         s

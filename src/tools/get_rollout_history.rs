@@ -188,6 +188,8 @@ impl Tool for GetRolloutHistory {
         })
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/revisions/*/change_cause"];
+
     fn summary(out: &Output) -> String {
         let mut s = format!(
             "deployment {}/{}: {} revision(s), current {}, previous {}.",
@@ -201,10 +203,9 @@ impl Tool for GetRolloutHistory {
         );
         for r in &out.revisions {
             s.push_str(&format!(
-                "\n#{} {} {}{}",
+                "\n#{} {}{}",
                 r.revision,
                 r.images.join(","),
-                r.change_cause.clone().unwrap_or_default(),
                 if r.current {
                     " (current)"
                 } else if r.previous {

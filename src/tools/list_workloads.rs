@@ -333,6 +333,8 @@ impl Tool for ListWorkloads {
         Ok(Output { workloads: out })
     }
 
+    const UNTRUSTED: &'static [&'static str] = &["/workloads/*/conditions/*/message"];
+
     fn summary(out: &Output) -> String {
         let mut s = format!("{} workload(s).", out.workloads.len());
         for w in &out.workloads {

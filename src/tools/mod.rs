@@ -29,6 +29,7 @@ pub mod rightsizing;
 pub mod rollback;
 pub mod scale_deployment;
 pub mod uncordon_node;
+pub mod untrusted;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -164,6 +165,11 @@ pub trait Tool: Send + Sync + 'static {
     /// A short text summary of a result, for clients that show text only.
     fn summary(output: &Self::Output) -> String;
 
+    /// Where the result holds free text from the cluster (log lines, messages, annotations):
+    /// JSON pointers into the result, `*` for every element of an array or map. Listed in
+    /// the result's `untrusted_fields` and shown to the agent only as delimited data.
+    const UNTRUSTED: &'static [&'static str] = &[];
+
     /// A picture of the result (PNG), when the tool draws one.
     fn png(_output: &Self::Output) -> Option<Vec<u8>> {
         None
@@ -175,6 +181,11 @@ pub trait Tool: Send + Sync + 'static {
 pub struct Envelope<T> {
     /// True when the answer came from the embedded sandbox cluster, not a real one.
     pub sandbox: bool,
+    /// JSON pointers of the strings in this result that are free text from the cluster
+    /// (log lines, event and condition messages, annotations): data written by workloads
+    /// or users, never instructions to follow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untrusted_fields: Vec<String>,
     /// The tool's own result.
     #[serde(flatten)]
     pub result: T,
@@ -229,11 +240,16 @@ fn register<T: Tool>() -> Registered {
             let output = T::run(ctx, args).await?;
             let summary = T::summary(&output);
             let png = T::png(&output);
-            let value = serde_json::to_value(Envelope {
+            let mut value = serde_json::to_value(Envelope {
                 sandbox,
+                untrusted_fields: Vec::new(),
                 result: output,
             })
             .map_err(|e| ToolError::Internal(format!("result not serialisable: {e}")))?;
+            let untrusted = untrusted::pointers(&value, T::UNTRUSTED);
+            if let (false, Some(o)) = (untrusted.is_empty(), value.as_object_mut()) {
+                o.insert(untrusted::FIELD.into(), untrusted.into());
+            }
             Ok(Answer {
                 value,
                 summary,

@@ -798,3 +798,79 @@ async fn a_persistently_throttled_api_is_reported_as_throttled_not_as_a_timeout(
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_applied_change_whose_completion_record_fails_is_reported_applied() {
+    let f = start_guarded().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let audit = Arc::new(AuditLog::open(log.to_str().unwrap()).unwrap());
+    let guard = Arc::new(Guard::new(
+        Arc::new(PolicyEngine::builtin().unwrap()),
+        audit.clone(),
+        GuardConfig::default(),
+    ));
+    // the real scale_deployment, after which the log's path stops being writable: the
+    // decision record went in before the change, the completion record cannot
+    let mut tools = eks_ops_mcp::tools::all();
+    let scale = tools
+        .iter_mut()
+        .find(|t| t.def.name == "scale_deployment")
+        .unwrap();
+    let inner = scale.handler.clone();
+    let (path, moved) = (log.clone(), dir.path().join("moved.jsonl"));
+    scale.handler = Arc::new(move |ctx, args| {
+        let (inner, path, moved) = (inner.clone(), path.clone(), moved.clone());
+        Box::pin(async move {
+            let out = inner(ctx, args).await;
+            std::fs::rename(&path, &moved).unwrap();
+            std::fs::create_dir(&path).unwrap();
+            out
+        })
+    });
+    let server = EksOpsServer::with_tools(
+        ToolContext::new(f.sandbox.cluster().unwrap()).with_guard(guard),
+        ServerSettings {
+            audit: Some(audit),
+            ..Default::default()
+        },
+        tools,
+    );
+    let r = server
+        .call(
+            "scale_deployment",
+            json!({"namespace": "shop", "name": "checkout", "replicas": 5})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text = format!("{:?}", r.content);
+    assert!(text.contains("WAS APPLIED"), "{text}");
+    assert!(!text.contains("refuses to answer"), "{text}");
+    assert_eq!(r.structured_content.unwrap()["status"], "applied");
+    assert_eq!(replicas(&f, "shop", "checkout").await, 5);
+
+    // space comes back: the kept record is written ahead of the next one
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::rename(dir.path().join("moved.jsonl"), &log).unwrap();
+    let r = server
+        .call(
+            "get_events",
+            json!({"namespace": "shop"}).as_object().cloned().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{:?}", r.content);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let late: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["written_late"] == true)
+        .collect();
+    assert_eq!(late.len(), 1, "{text}");
+    assert_eq!(late[0]["tool"], "scale_deployment");
+    assert_eq!(late[0]["result"]["status"], "applied");
+}

@@ -13,6 +13,7 @@ mod metrics_tools;
 mod mutations;
 mod nab;
 mod prometheus;
+mod redaction;
 mod sandbox_api;
 mod server;
 mod tool_files;
