@@ -35,9 +35,25 @@ pub enum ToolError {
         /// What went wrong.
         message: String,
     },
+    /// A service the tool depends on (Prometheus/AMP, CloudWatch) failed, could not be
+    /// reached or did not answer in time: not the caller's mistake, not a defect here.
+    #[error("{message}; {hint}")]
+    Upstream {
+        /// What failed, naming the service and endpoint.
+        message: String,
+        /// What to do next.
+        hint: String,
+    },
     /// The call did not finish within the configured time.
-    #[error("timed out after {0} s; the cluster API did not answer in time")]
-    Timeout(u64),
+    #[error(
+        "timed out after {seconds} s: {what} did not finish in time; narrow the query or retry"
+    )]
+    Timeout {
+        /// What did not finish (the call, the change, …).
+        what: String,
+        /// The limit that ran out.
+        seconds: u64,
+    },
     /// A defect in the server.
     #[error("internal error: {0}")]
     Internal(String),
@@ -58,7 +74,8 @@ impl ToolError {
             Self::Conflict(_) => "conflict",
             Self::Kube { .. } => "kubernetes_error",
             Self::KubeNoAnswer { .. } => "kubernetes_no_answer",
-            Self::Timeout(_) => "timeout",
+            Self::Upstream { .. } => "upstream_error",
+            Self::Timeout { .. } => "timeout",
             Self::Internal(_) => "internal",
         }
     }

@@ -223,7 +223,21 @@ impl EksOpsServer {
             );
         let outcome = match task.await {
             Ok(Ok(result)) => result,
-            Ok(Err(_elapsed)) => Err(ToolError::Timeout(timeout.as_secs())),
+            Ok(Err(_elapsed)) => Err(ToolError::Timeout {
+                what: if read_only {
+                    format!(
+                        "the call (its reads of the cluster API{})",
+                        if uses_metrics(&name) {
+                            " and the metrics source"
+                        } else {
+                            ""
+                        }
+                    )
+                } else {
+                    "the call (planning, approval and the change)".to_string()
+                },
+                seconds: timeout.as_secs(),
+            }),
             Err(join) if join.is_panic() => {
                 let payload = join.into_panic();
                 let msg = payload
@@ -557,4 +571,19 @@ impl ServerHandler for EksOpsServer {
         tracing::info!(level = ?request.level, "client set the log level");
         Ok(())
     }
+}
+
+/// Tools that read a metrics source (Prometheus/AMP, CloudWatch) as well as the cluster, so
+/// that a timeout names both.
+fn uses_metrics(tool: &str) -> bool {
+    matches!(
+        tool,
+        "query_metrics"
+            | "get_alarms"
+            | "detect_anomalies"
+            | "forecast_load"
+            | "recommend_replicas"
+            | "forecast_accuracy"
+            | "rightsizing"
+    )
 }

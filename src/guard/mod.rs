@@ -609,7 +609,12 @@ impl Guard {
         let applied =
             tokio::time::timeout(self.config.apply_timeout, m.apply(&writer, &plan, dry_run))
                 .await
-                .unwrap_or_else(|_| Err(ToolError::Timeout(self.config.apply_timeout.as_secs())));
+                .unwrap_or_else(|_| {
+                    Err(ToolError::Timeout {
+                        what: "the cluster API's answer to the change".into(),
+                        seconds: self.config.apply_timeout.as_secs(),
+                    })
+                });
         let result = match applied {
             Ok(result) => result,
             Err(e) if dry_run || !outcome::is_ambiguous(&e) => return Err(e),

@@ -56,7 +56,10 @@ impl std::fmt::Display for Landed {
 /// Whether an error from an apply step leaves the change's fate open (the request may have
 /// been applied) rather than being a refusal by the API.
 pub fn is_ambiguous(e: &ToolError) -> bool {
-    matches!(e, ToolError::Timeout(_) | ToolError::KubeNoAnswer { .. })
+    matches!(
+        e,
+        ToolError::Timeout { .. } | ToolError::KubeNoAnswer { .. }
+    )
 }
 
 /// Read the metadata of a target of the kinds the guard changes.

@@ -122,7 +122,18 @@ impl From<MetricsError> for crate::error::ToolError {
             MetricsError::Invalid(m) => Self::InvalidArgs(m),
             MetricsError::BadQuery { .. } => Self::InvalidArgs(e.to_string()),
             MetricsError::NotConfigured(m) | MetricsError::OutOfScope(m) => Self::Refused(m),
-            other => Self::Internal(other.to_string()),
+            MetricsError::Unreachable { .. } => Self::Upstream {
+                message: e.to_string(),
+                hint: "check the endpoint's address and that it is up; retry when it is".into(),
+            },
+            MetricsError::Timeout { .. } => Self::Upstream {
+                message: e.to_string(),
+                hint: "narrow the window or the query, or raise --metrics-timeout".into(),
+            },
+            MetricsError::Server { .. } => Self::Upstream {
+                message: e.to_string(),
+                hint: "the metrics service failed, not the query; retry later".into(),
+            },
         }
     }
 }

@@ -420,6 +420,13 @@ async fn unreachable_endpoint() {
     }
     let m = e.to_string();
     assert!(m.contains(&url), "{m}");
+    // to a tool's caller: an upstream failure with what to do, not "a defect in the server"
+    let t = eks_ops_mcp::error::ToolError::from(e);
+    assert_eq!(t.code(), "upstream_error", "{t}");
+    assert!(
+        t.to_string().contains(&url) && t.to_string().contains("retry"),
+        "{t}"
+    );
     let now = Timestamp::now().as_second();
     let e = c
         .range("up", &window(now - 600, now, 60))
