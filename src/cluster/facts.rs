@@ -201,9 +201,27 @@ pub async fn disruption(cluster: &Cluster, pods: &[Pod]) -> Result<Disruption, T
     let mut d = Disruption::default();
     // (namespace, kind, name) → (ready pods removed, ready total)
     let mut groups: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
+    // one read per controller, not per pod: a node holds many pods of few controllers
+    let mut owners: BTreeMap<(String, String), Owner> = BTreeMap::new();
     for (i, pod) in pods.iter().enumerate() {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let owner = owner_of(cluster, pod).await?;
+        let key = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| (ns.clone(), o.uid.clone()));
+        let owner = match key.as_ref().and_then(|k| owners.get(k)) {
+            Some(o) => o.clone(),
+            None => {
+                let o = owner_of(cluster, pod).await?;
+                if let Some(k) = key {
+                    owners.insert(k, o.clone());
+                }
+                o
+            }
+        };
         if !owner.recreates {
             d.unrecreated += 1;
         }

@@ -120,6 +120,16 @@ fn mib(bytes: f64) -> i64 {
     (bytes / (1024.0 * 1024.0)).ceil().clamp(0.0, 1e12) as i64
 }
 
+/// Whether an object carries the label this server sets on what it creates: ownership is
+/// proven by the label, never assumed from a name.
+fn managed_here(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .map(String::as_str)
+        == Some(MANAGED_BY)
+}
+
 /// Refuse a PriorityClass of the placeholders' name that this server did not create, or
 /// one whose value was changed: a name proves nothing, the label and the value do.
 async fn check_priority_class(cluster: &Cluster) -> Result<(), ToolError> {
@@ -131,14 +141,7 @@ async fn check_priority_class(cluster: &Cluster) -> Result<(), ToolError> {
     let Some(pc) = pc else {
         return Ok(());
     };
-    let managed = pc
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-        .map(String::as_str)
-        == Some(MANAGED_BY);
-    if !managed {
+    if !managed_here(&pc.metadata) {
         return Err(ToolError::Refused(format!(
             "a PriorityClass named {PRIORITY_CLASS} exists that this server did not create (no label app.kubernetes.io/managed-by={MANAGED_BY}; its value is {}); placeholders would run with its priority, so nothing is done — delete or rename it, or ask its owner",
             pc.value
@@ -178,20 +181,13 @@ impl Mutation for Reserve {
                     e,
                 )
             })?;
-        if let Some(d) = &existing {
-            let managed = d
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-                .map(String::as_str)
-                == Some(MANAGED_BY);
-            if !managed {
-                return Err(ToolError::Refused(format!(
-                    "deployment {}/{} exists and is not a placeholder this server manages (label app.kubernetes.io/managed-by={MANAGED_BY}); choose another name",
-                    self.namespace, self.name
-                )));
-            }
+        if let Some(d) = &existing
+            && !managed_here(&d.metadata)
+        {
+            return Err(ToolError::Refused(format!(
+                "deployment {}/{} exists and is not a placeholder this server manages (label app.kubernetes.io/managed-by={MANAGED_BY}); choose another name",
+                self.namespace, self.name
+            )));
         }
         let current = existing
             .as_ref()
